@@ -1,0 +1,219 @@
+"""Typed configuration: one dataclass per recipe section; load a recipe, apply strict overrides, dump.
+
+A recipe is a complete YAML file whose sections match the dataclasses below. Every key must exist in the
+dataclass (an unknown key is an error naming the closest valid one) and every value must have the field's type.
+Derived values (accumulation, effective learning rate, steps per epoch) are computed in rsb.resolve, never here.
+"""
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+import yaml
+
+from rsb.errors import UserError
+
+RECIPE_DIR = Path(__file__).resolve().parent.parent / "recipes"
+
+
+@dataclass
+class ModelConfig:
+    name: str = "resnet50"            # timm model name
+    num_classes: int = 1000
+    drop_rate: float = 0.0            # dropout before the classifier
+    drop_path_rate: float = 0.0       # stochastic depth rate (linearly increasing over blocks, timm's rule)
+    channels_last: bool = True
+    compile: bool = False             # torch.compile the model
+
+
+@dataclass
+class DataConfig:
+    train_size: int = 224             # train resolution, pixels
+    test_size: int = 224              # test resolution, pixels
+    test_crop_pct: float = 0.95       # eval resizes the short side to floor(test_size / crop) then center-crops
+    train_interpolation: str = "bicubic"
+    test_interpolation: str = "bicubic"
+    max_bad_image_fraction: float = 0.001  # unreadable images are skipped; above this fraction the run stops
+
+
+@dataclass
+class AugConfig:
+    scale: list = field(default_factory=lambda: [0.08, 1.0])       # RandomResizedCrop area fraction
+    ratio: list = field(default_factory=lambda: [0.75, 1.3333333333333333])  # RandomResizedCrop aspect ratio
+    hflip: float = 0.5
+    rand_augment: str = ""            # timm RandAugment string, "" = off
+    color_jitter: float = 0.0
+    random_erasing: float = 0.0
+    mixup_alpha: float = 0.0
+    cutmix_alpha: float = 0.0
+    mix_prob: float = 1.0             # probability of applying Mixup or CutMix to a batch
+    mix_switch_prob: float = 0.5      # probability of CutMix rather than Mixup when both are on
+    repeated_aug: int = 1             # repeats per selected image in an epoch (1 = off)
+
+
+@dataclass
+class LossConfig:
+    name: str = "bce"                 # "bce" (binary cross-entropy) or "soft_ce"
+    target_threshold: Optional[float] = 0.2  # BCE: mixed targets above this become 1, others 0; null = off
+    label_smoothing: float = 0.0
+    smoothing_after_threshold: bool = True   # see recipes/a1.yaml for why
+
+
+@dataclass
+class OptimConfig:
+    name: str = "lamb"                # "lamb" (timm) or "adamw" (torch)
+    lr: float = 5e-3                  # peak learning rate at reference_batch
+    reference_batch: int = 2048       # the global batch the recipe's lr is defined at (repeats included)
+    batch_rule: str = "accumulate"    # accumulate | linear | sqrt | none (see rsb.resolve)
+    weight_decay: float = 0.02        # not applied to biases and normalisation layers
+    betas: list = field(default_factory=lambda: [0.9, 0.999])
+    eps: float = 1e-6
+    max_grad_norm: Optional[float] = 1.0  # LAMB's global gradient-norm clipping; null = off
+
+
+@dataclass
+class SchedConfig:
+    epochs: int = 300
+    warmup_epochs: float = 5.0        # linear warmup from warmup_lr to the peak
+    warmup_lr: float = 1e-6
+    min_lr: float = 1e-6              # cosine floor reached at the last step
+
+
+@dataclass
+class TrainConfig:
+    seed: int = 0                     # drives initialisation, data order and augmentation
+    batch_per_device: int = 256       # images per device per step (repeats included)
+    amp: bool = True                  # mixed precision autocast
+    amp_dtype: str = "bfloat16"       # bfloat16 | float16 (float16 uses a gradient scaler)
+    ema: bool = False                 # exponential moving average of weights, evaluated when on
+    ema_decay: float = 0.9998
+    eval_every: int = 1               # evaluate every N epochs (and always at the last)
+    log_every: int = 50               # progress line every N steps in non-interactive logs
+    keep_checkpoints: int = 1         # per-epoch checkpoints kept besides last.pt and best.pt
+    deterministic: bool = False       # torch deterministic algorithms (slower)
+
+
+@dataclass
+class Config:
+    name: str = "custom"
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    aug: AugConfig = field(default_factory=AugConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    sched: SchedConfig = field(default_factory=SchedConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+
+def available_recipes() -> list[str]:
+    return sorted(p.stem for p in RECIPE_DIR.glob("a*.yaml"))
+
+
+def _field_types(cls) -> dict[str, Any]:
+    hints = typing.get_type_hints(cls)
+    return {f.name: hints[f.name] for f in dataclasses.fields(cls)}
+
+
+def _closest(key: str, options: list[str]) -> str:
+    match = difflib.get_close_matches(key, options, n=1, cutoff=0.0)
+    return match[0] if match else ""
+
+
+def _check_value(path: str, value: Any, expected: Any) -> Any:
+    """Return value converted to the field's type, or raise UserError naming the key and the expected type."""
+    optional = typing.get_origin(expected) is typing.Union and type(None) in typing.get_args(expected)
+    if optional:
+        if value is None:
+            return None
+        expected = next(a for a in typing.get_args(expected) if a is not type(None))
+    if expected is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if expected is list and isinstance(value, (list, tuple)):
+        return list(value)
+    if isinstance(value, expected) and not (expected is int and isinstance(value, bool)):
+        return value
+    raise UserError(f"{path} must be of type {expected.__name__}, got {value!r} ({type(value).__name__}).")
+
+
+def _build(cls, data: dict, prefix: str) -> Any:
+    if not isinstance(data, dict):
+        raise UserError(f"section '{prefix.rstrip('.') or 'top level'}' must be a mapping, got {data!r}.")
+    types = _field_types(cls)
+    kwargs = {}
+    for key, value in data.items():
+        if key not in types:
+            near = _closest(key, list(types))
+            raise UserError(f"unknown key '{prefix}{key}'; did you mean '{prefix}{near}'?")
+        if dataclasses.is_dataclass(types[key]):
+            kwargs[key] = _build(types[key], value, f"{prefix}{key}.")
+        else:
+            kwargs[key] = _check_value(prefix + key, value, types[key])
+    return cls(**kwargs)
+
+
+def config_from_dict(data: dict) -> Config:
+    return _build(Config, data, "")
+
+
+def load_recipe(name_or_path: str) -> Config:
+    """Load a recipe by name (a1, a2, a3) or from a YAML file path."""
+    path = Path(name_or_path)
+    if not path.suffix:
+        path = RECIPE_DIR / f"{name_or_path}.yaml"
+        if not path.exists():
+            raise UserError(f"unknown recipe '{name_or_path}'; available: {', '.join(available_recipes())} "
+                            f"or a path to a .yaml file.")
+    if not path.exists():
+        raise UserError(f"recipe file {path} does not exist.")
+    try:
+        data = yaml.safe_load(path.read_text())  # safe loader: a recipe can never run code
+    except yaml.YAMLError as e:
+        raise UserError(f"recipe file {path} is not valid YAML: {e}") from None
+    return config_from_dict(data or {})
+
+
+def _all_keys(cls, prefix: str = "") -> list[str]:
+    keys = []
+    for name, typ in _field_types(cls).items():
+        if dataclasses.is_dataclass(typ):
+            keys += _all_keys(typ, f"{prefix}{name}.")
+        else:
+            keys.append(prefix + name)
+    return keys
+
+
+def apply_overrides(cfg: Config, overrides: list[str]) -> Config:
+    """Return a new Config with dotted `section.key=value` overrides applied (values parsed as YAML)."""
+    data = to_dict(cfg)
+    valid = _all_keys(Config)
+    for item in overrides:
+        if "=" not in item:
+            raise UserError(f"override '{item}' must look like section.key=value, e.g. optim.lr=4e-3.")
+        key, raw = item.split("=", 1)
+        key = key.strip()
+        if key not in valid:
+            raise UserError(f"unknown key '{key}'; did you mean '{_closest(key, valid)}'?")
+        try:
+            value = yaml.safe_load(raw)
+        except yaml.YAMLError:
+            value = raw
+        if isinstance(value, str) and raw.strip() == "":
+            value = ""
+        node = data
+        *parents, leaf = key.split(".")
+        for p in parents:
+            node = node[p]
+        node[leaf] = value
+    return config_from_dict(data)
+
+
+def to_dict(cfg: Config) -> dict:
+    return dataclasses.asdict(cfg)
+
+
+def to_yaml(data: dict) -> str:
+    return yaml.safe_dump(data, sort_keys=False, default_flow_style=False)

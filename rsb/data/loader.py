@@ -1,0 +1,62 @@
+"""Data sets and loaders for training and evaluation."""
+from __future__ import annotations
+
+import torch
+from torch.utils.data import DataLoader
+
+from rsb.config import Config
+from rsb.data.folder import ImageFolderDataset, ImageFolderIndex
+from rsb.data.sampler import RepeatedAugSampler, seed_for
+from rsb.data.transforms import collate_uint8, eval_transform, train_transform
+from rsb.errors import UserError
+
+
+def imagenet_splits(root) -> tuple[ImageFolderIndex, ImageFolderIndex]:
+    """The train/ and val/ indexes of an ImageNet-layout folder, checked to have the same classes."""
+    from pathlib import Path
+    root = Path(root)
+    if not root.is_dir():
+        raise UserError(f"data folder {root} does not exist.")
+    for split in ("train", "val"):
+        if not (root / split).is_dir():
+            raise UserError(f"data folder {root} has no '{split}' folder; expected {root}/train/<wnid>/*.JPEG "
+                            f"and {root}/val/<wnid>/*.JPEG.")
+    train, val = ImageFolderIndex(root / "train"), ImageFolderIndex(root / "val")
+    if train.classes != val.classes:
+        raise UserError(f"{root}/train has {len(train.classes)} classes and {root}/val has {len(val.classes)}, "
+                        f"or their names differ; both need the same class folders.")
+    return train, val
+
+
+class TrainLoader:
+    """A DataLoader whose sampler order and worker seeds are set per epoch from (seed, epoch, rank), so a run
+    resumed at an epoch boundary sees exactly the data and augmentations of an uninterrupted one."""
+
+    def __init__(self, cfg: Config, index: ImageFolderIndex, rank: int, world: int, workers: int,
+                 pin_memory: bool):
+        self.seed, self.rank = cfg.train.seed, rank
+        dataset = ImageFolderDataset(index, train_transform(cfg.data, cfg.aug))
+        self.sampler = RepeatedAugSampler(len(dataset), world, rank, cfg.aug.repeated_aug, cfg.train.seed)
+        self.generator = torch.Generator()
+        self.loader = DataLoader(
+            dataset, batch_size=cfg.train.batch_per_device, sampler=self.sampler, num_workers=workers,
+            collate_fn=collate_uint8, pin_memory=pin_memory, drop_last=True, generator=self.generator,
+            persistent_workers=False)  # fresh workers per epoch take their seeds from the reseeded generator
+
+    def epoch(self, epoch: int, start_sample: int = 0):
+        self.sampler.set_epoch(epoch, start_sample)
+        self.generator.manual_seed(seed_for(self.seed, epoch, self.rank, 1))
+        return iter(self.loader)
+
+    def __len__(self) -> int:
+        return len(self.loader)
+
+
+def eval_loader(index: ImageFolderIndex, size: int, crop_pct: float, interpolation: str, batch_size: int,
+                workers: int, labels=None, rank: int = 0, world: int = 1) -> DataLoader:
+    """Ordered loader over one process's contiguous share of the set (no padding: nothing is counted twice)."""
+    dataset = ImageFolderDataset(index, eval_transform(size, crop_pct, interpolation), labels=labels)
+    per = -(-len(dataset) // world)
+    subset = torch.utils.data.Subset(dataset, range(rank * per, min(len(dataset), (rank + 1) * per)))
+    return DataLoader(subset, batch_size=batch_size, shuffle=False, num_workers=workers,
+                      collate_fn=collate_uint8, pin_memory=torch.cuda.is_available())

@@ -1,0 +1,35 @@
+"""Per-image transforms, run in the loader's worker processes. They stop at uint8 CHW arrays: normalising
+(and Mixup/CutMix) happen on the device in rsb.data.batch, which moves 4x fewer bytes and frees the workers.
+
+timm's create_transform already builds exactly the recipe's chain (RandomResizedCrop with the recipe's scale,
+ratio and interpolation, flip, RandAugment with timm's hyper-parameters for the image size), so we reuse it.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+from timm.data import create_transform
+
+from rsb.config import AugConfig, DataConfig
+
+
+def train_transform(data: DataConfig, aug: AugConfig):
+    return create_transform(
+        data.train_size, is_training=True, scale=tuple(aug.scale), ratio=tuple(aug.ratio), hflip=aug.hflip,
+        auto_augment=aug.rand_augment or None, color_jitter=aug.color_jitter or None,
+        interpolation=data.train_interpolation, re_prob=0.0,  # random erasing runs on the device
+        use_prefetcher=True)  # use_prefetcher=True: end at uint8, no normalisation
+
+
+def eval_transform(size: int, crop_pct: float, interpolation: str):
+    """Resize the short side to floor(size / crop_pct), center-crop `size` (timm's and the paper's convention)."""
+    return create_transform(size, is_training=False, crop_pct=crop_pct, interpolation=interpolation,
+                            use_prefetcher=True)
+
+
+def collate_uint8(batch):
+    """Stack (uint8 CHW array, label, skipped) items into a uint8 tensor, labels and the total skipped."""
+    images = torch.from_numpy(np.stack([b[0] for b in batch]))
+    labels = torch.tensor([b[1] for b in batch], dtype=torch.int64)
+    skipped = sum(b[2] for b in batch) if len(batch[0]) > 2 else 0
+    return images, labels, skipped

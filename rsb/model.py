@@ -1,0 +1,43 @@
+"""Model creation through timm; state_dict keys stay those of timm's model, so weights load into timm as is."""
+from __future__ import annotations
+
+import timm
+import torch
+
+from rsb.config import ModelConfig
+from rsb.errors import UserError
+
+
+def create_model(cfg: ModelConfig) -> torch.nn.Module:
+    try:
+        return timm.create_model(cfg.name, pretrained=False, num_classes=cfg.num_classes,
+                                 drop_rate=cfg.drop_rate, drop_path_rate=cfg.drop_path_rate)
+    except RuntimeError as e:
+        if "Unknown model" in str(e):
+            raise UserError(f"model.name '{cfg.name}' is not a timm model (see timm.list_models()).") from None
+        raise
+
+
+def unwrap(model: torch.nn.Module) -> torch.nn.Module:
+    """The plain timm module inside DDP and torch.compile wrappers."""
+    while True:
+        if hasattr(model, "module"):
+            model = model.module
+        elif hasattr(model, "_orig_mod"):
+            model = model._orig_mod
+        else:
+            return model
+
+
+def load_state_dict_checked(model: torch.nn.Module, state: dict, source: str) -> None:
+    """Load weights, turning a mismatch (a checkpoint of another model or class count) into one sentence."""
+    own = model.state_dict()
+    missing = [k for k in own if k not in state]
+    unexpected = [k for k in state if k not in own]
+    wrong = [k for k in own if k in state and tuple(state[k].shape) != tuple(own[k].shape)]
+    if missing or unexpected or wrong:
+        detail = (f"{len(missing)} missing keys, {len(unexpected)} unexpected keys, "
+                  f"{len(wrong)} shape mismatches (e.g. {(wrong or missing or unexpected)[0]})")
+        raise UserError(f"{source} holds weights of another model than {type(model).__name__} "
+                        f"with these settings: {detail}.")
+    model.load_state_dict(state)

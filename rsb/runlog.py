@@ -1,0 +1,125 @@
+"""What a run leaves behind for people: progress output, metrics.csv (one row per epoch), summary.json,
+curves.png, and TensorBoard events when tensorboard is installed."""
+from __future__ import annotations
+
+import csv
+import json
+import sys
+import time
+from pathlib import Path
+
+METRIC_FIELDS = ["epoch", "train_loss", "lr", "val_top1", "val_top5", "ema_top1", "images_per_sec",
+                 "epoch_seconds", "skipped_images"]
+
+
+class Progress:
+    """A tqdm bar on a terminal; a plain line every `every` steps in logs (Slurm, CI, files)."""
+
+    def __init__(self, enabled: bool, total_steps: int, first_step: int, every: int, epoch: int, epochs: int):
+        self.enabled, self.total, self.every = enabled, total_steps, max(1, every)
+        self.epoch, self.epochs = epoch, epochs
+        self.start = time.perf_counter()
+        self.bar = None
+        if enabled and sys.stderr.isatty():
+            from tqdm import tqdm
+            self.bar = tqdm(total=total_steps, initial=first_step, desc=f"epoch {epoch + 1}/{epochs}",
+                            leave=False, dynamic_ncols=True)
+        self.last_step = first_step
+
+    def step(self, step: int, loss_fn, lr: float, images: int) -> None:
+        if not self.enabled:
+            return
+        rate = images / max(time.perf_counter() - self.start, 1e-9)
+        if self.bar is not None:
+            self.bar.update(step - self.last_step)
+            if step % self.every == 0 or step == self.total:
+                self.bar.set_postfix(loss=f"{loss_fn():.4f}", lr=f"{lr:.3g}", img_s=f"{rate:.0f}")
+        elif step % self.every == 0:
+            print(f"epoch {self.epoch + 1}/{self.epochs} step {step}/{self.total} loss {loss_fn():.4f} "
+                  f"lr {lr:.4g} {rate:.1f} img/s", flush=True)
+        self.last_step = step
+
+    def eval_step(self, n: int) -> None:
+        pass
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+class MetricsLog:
+    def __init__(self, run_dir: Path, enabled: bool):
+        self.path = Path(run_dir) / "metrics.csv"
+        self.enabled = enabled
+        self.tb = None
+        if enabled:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+                self.tb = SummaryWriter(str(Path(run_dir) / "tensorboard"))
+            except ImportError:  # tensorboard is optional
+                self.tb = None
+
+    def rows(self) -> list[dict]:
+        if not self.path.exists():
+            return []
+        with open(self.path, newline="") as f:
+            return list(csv.DictReader(f))
+
+    def truncate_after(self, epoch: int) -> None:
+        """Drop rows of epochs after `epoch` (written by a run that was interrupted before its checkpoint)."""
+        if not self.enabled or not self.path.exists():
+            return
+        keep = [r for r in self.rows() if int(r["epoch"]) <= epoch]
+        self._write(keep)
+
+    def _write(self, rows: list[dict]) -> None:
+        tmp = self.path.with_suffix(".tmp")
+        with open(tmp, "w", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=METRIC_FIELDS)
+            w.writeheader()
+            w.writerows(rows)
+        tmp.replace(self.path)
+
+    def append(self, row: dict) -> None:
+        if not self.enabled:
+            return
+        self._write(self.rows() + [{k: row.get(k, "") for k in METRIC_FIELDS}])
+        if self.tb is not None:
+            for k, v in row.items():
+                if k != "epoch" and isinstance(v, (int, float)):
+                    self.tb.add_scalar(k, v, row["epoch"])
+            self.tb.flush()
+
+
+def write_json(path: Path, data: dict) -> None:
+    tmp = Path(path).with_suffix(".tmp")
+    tmp.write_text(json.dumps(data, indent=2) + "\n")
+    tmp.replace(path)
+
+
+def plot_curves(rows: list[dict], path: Path, title: str) -> None:
+    """Train loss, learning rate and val accuracy against epoch, as one PNG."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    def col(name):
+        return [(int(r["epoch"]), float(r[name])) for r in rows if r.get(name) not in ("", None)]
+
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
+    for ax, (name, label) in zip(axes, [("train_loss", "train loss"), ("lr", "learning rate"),
+                                        ("val_top1", "val top-1 (%)")]):
+        pts = col(name)
+        if pts:
+            ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", markersize=3)
+        if name == "val_top1" and col("val_top5"):
+            pts5 = col("val_top5")
+            ax.plot([p[0] for p in pts5], [p[1] for p in pts5], marker="o", markersize=3, label="top-5")
+            ax.legend(["top-1", "top-5"])
+        ax.set_xlabel("epoch")
+        ax.set_title(label)
+        ax.grid(alpha=0.3)
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)

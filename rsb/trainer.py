@@ -1,0 +1,336 @@
+"""One training run from a config: data, model, optimizer, the epoch loop, checkpoints and run outputs."""
+from __future__ import annotations
+
+import dataclasses
+import os
+import random
+import signal
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import timm
+import torch
+import yaml
+
+from rsb import checkpoint, distributed
+from rsb.config import RECIPE_DIR, Config, apply_overrides, load_recipe, to_dict, to_yaml
+from rsb.data.batch import DeviceBatch
+from rsb.data.loader import TrainLoader, eval_loader, imagenet_splits
+from rsb.data.sample import ensure_sample_dataset
+from rsb.data.sampler import seed_for
+from rsb.engine import evaluate, train_one_epoch
+from rsb.errors import UserError
+from rsb.loss import create_loss
+from rsb.model import create_model, load_state_dict_checked, unwrap
+from rsb.optim import WarmupCosine, clips_gradients_itself, create_optimizer
+from rsb.resolve import IMAGENET_TRAIN_IMAGES, Derived, derived_dict, resolve
+from rsb.runlog import MetricsLog, Progress, plot_curves, write_json
+
+SAMPLE_SCALE_FILE = RECIPE_DIR / "sample_scale.yaml"
+STOP_SIGNALS = [signal.SIGINT, signal.SIGTERM] + [getattr(signal, s) for s in ("SIGUSR1", "SIGUSR2")
+                                                  if hasattr(signal, s)]
+
+
+@dataclass
+class RunEnv:
+    """The environment of a run (from command-line flags), as opposed to the recipe."""
+    data: Path | None = None          # None: the built-in sample data at sample scale
+    output: Path | None = None
+    workers: int = 4
+    device: str = "auto"
+    resume: Path | None = None
+    quiet: bool = False
+
+
+def sample_scale_overrides() -> list[str]:
+    """The sample-scale file as dotted overrides, so it goes through the same checks as the command line."""
+    data = yaml.safe_load(SAMPLE_SCALE_FILE.read_text())
+    return [f"{section}.{key}={yaml.safe_dump(value, default_flow_style=True).strip().removesuffix('...').strip()}"
+            for section, values in data.items() for key, value in values.items()]
+
+
+def build_config(recipe: str, overrides: list[str], sample: bool) -> Config:
+    cfg = load_recipe(recipe)
+    if sample:
+        cfg = apply_overrides(cfg, sample_scale_overrides())
+    return apply_overrides(cfg, overrides)
+
+
+def resolved_document(cfg: Config, derived: Derived, env: RunEnv | None = None) -> dict:
+    doc = {"config": to_dict(cfg), "derived": derived_dict(derived)}
+    if env is not None:
+        doc["environment"] = {"data": str(env.data) if env.data else "built-in sample data",
+                              "device": env.device, "torch": str(torch.__version__), "timm": str(timm.__version__)}
+    return doc
+
+
+def print_config(cfg: Config, sample: bool) -> str:
+    """The resolved YAML for --print-config: no data is read (ImageNet-1k's train size is assumed)."""
+    from rsb.data.sample import NUM_CLASSES, SPLITS
+    images = SPLITS["train"] * NUM_CLASSES if sample else IMAGENET_TRAIN_IMAGES
+    _, world, _ = distributed.env_rank_world()
+    scale = ("built-in sample data at sample scale (" + SAMPLE_SCALE_FILE.name + "); pass --data for the "
+             "ImageNet-scale recipe") if sample else f"ImageNet-1k ({images} train images assumed, data not read)"
+    return f"# resolved for {scale}\n" + to_yaml(resolved_document(cfg, resolve(cfg, world, images)))
+
+
+def _seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+class StopFlag:
+    """Set by SIGINT/SIGTERM/SIGUSR1/SIGUSR2: the loop finishes its step, checkpoints and exits."""
+
+    def __init__(self):
+        self.signum = None
+        self._old = {}
+
+    def install(self) -> None:
+        for s in STOP_SIGNALS:
+            self._old[s] = signal.signal(s, self._handle)
+
+    def _handle(self, signum, frame) -> None:
+        if self.signum is not None and signum == signal.SIGINT:
+            raise KeyboardInterrupt  # a second Ctrl-C stops at once
+        self.signum = signum
+        print(f"\nreceived {signal.Signals(signum).name}: finishing this step, then saving a checkpoint",
+              flush=True)
+
+    def restore(self) -> None:
+        for s, h in self._old.items():
+            signal.signal(s, h)
+
+
+class Trainer:
+    def __init__(self, cfg: Config, env: RunEnv):
+        self.cfg, self.env = cfg, env
+        self.dist = distributed.init(env.device)
+        self.main = self.dist.is_main
+        self.out = Path(env.output)
+        self.stop = StopFlag()
+
+    def log(self, msg: str) -> None:
+        if self.main and not self.env.quiet:
+            print(msg, flush=True)
+
+    # ---- set-up -------------------------------------------------------------------------------------------
+    def _data(self):
+        root = self.env.data
+        if root is None:
+            root = ensure_sample_dataset()
+            self.log(f"no --data given: built-in sample data at {root} (10 classes), sample scale from "
+                     f"{SAMPLE_SCALE_FILE.name}")
+        train_idx, val_idx = imagenet_splits(root)
+        if len(train_idx.classes) != self.cfg.model.num_classes:
+            raise UserError(f"{root}/train has {len(train_idx.classes)} classes but model.num_classes is "
+                            f"{self.cfg.model.num_classes}; set model.num_classes={len(train_idx.classes)}.")
+        return train_idx, val_idx
+
+    def _amp_dtype(self):
+        if not self.cfg.train.amp:
+            return None
+        return torch.bfloat16 if self.cfg.train.amp_dtype == "bfloat16" else torch.float16
+
+    def setup(self) -> None:
+        cfg, d = self.cfg, self.dist
+        train_idx, val_idx = self._data()
+        self.derived = resolve(cfg, d.world_size, len(train_idx))
+        if cfg.train.deterministic:
+            torch.use_deterministic_algorithms(True, warn_only=True)
+            torch.backends.cudnn.benchmark = False
+        elif d.device.type == "cuda":
+            torch.backends.cudnn.benchmark = True
+        _seed_everything(cfg.train.seed)  # same initial weights on every process
+        model = create_model(cfg.model).to(d.device)
+        if cfg.model.channels_last:
+            model = model.to(memory_format=torch.channels_last)
+        self.model = model
+        self.ema = None
+        if cfg.train.ema:
+            from timm.utils import ModelEmaV3
+            self.ema = ModelEmaV3(model, decay=cfg.train.ema_decay)
+        self.optimizer = create_optimizer(model, cfg.optim, self.derived.lr)
+        self.schedule = WarmupCosine(cfg.sched, self.derived.lr, self.derived.total_steps,
+                                     self.derived.warmup_steps)
+        amp = self._amp_dtype()
+        self.scaler = torch.amp.GradScaler(d.device.type) if amp == torch.float16 else None
+        self.clip = None if clips_gradients_itself(self.optimizer) else cfg.optim.max_grad_norm
+        self.loss_fn = create_loss(cfg.loss, cfg.model.num_classes)
+        workers = self.env.workers
+        self.train_loader = TrainLoader(cfg, train_idx, d.rank, d.world_size, workers,
+                                        pin_memory=d.device.type == "cuda")
+        self.val_loader = eval_loader(val_idx, cfg.data.test_size, cfg.data.test_crop_pct,
+                                      cfg.data.test_interpolation, cfg.train.batch_per_device, workers,
+                                      rank=d.rank, world=d.world_size)
+        self.prep_train = DeviceBatch(d.device, cfg.model.channels_last, cfg.aug, cfg.model.num_classes)
+        self.prep_eval = DeviceBatch(d.device, cfg.model.channels_last)
+        self.start_epoch, self.epoch_step, self.step = 0, 0, 0
+        self.best = {"top1": -1.0, "epoch": -1}
+        self.metrics = MetricsLog(self.out, enabled=self.main)
+        self._maybe_resume()
+        if d.distributed:
+            ids = [d.device.index] if d.device.type == "cuda" else None
+            self.model = torch.nn.parallel.DistributedDataParallel(model, device_ids=ids)
+        if cfg.model.compile:
+            self.model = torch.compile(self.model)
+
+    def _maybe_resume(self) -> None:
+        path = self.env.resume or checkpoint.find_resume(self.out)
+        if path is None:
+            return
+        ckpt = checkpoint.load(path)
+        load_state_dict_checked(self.model, ckpt["model"], f"checkpoint {path}")
+        old = ckpt.get("config", {})
+        changed = [f"{s}.{k}" for s, v in to_dict(self.cfg).items() if isinstance(v, dict)
+                   for k in v if old.get(s, {}).get(k) != v[k]]
+        if changed:
+            self.log(f"warning: resuming {path} with settings that differ from its run: {', '.join(changed)}")
+        self.optimizer.load_state_dict(ckpt["optimizer"])
+        if self.scaler is not None and ckpt.get("scaler"):
+            self.scaler.load_state_dict(ckpt["scaler"])
+        if self.ema is not None and ckpt.get("ema"):
+            self.ema.module.load_state_dict(ckpt["ema"])
+        self.start_epoch, self.epoch_step, self.step = ckpt["epoch"], ckpt["epoch_step"], ckpt["step"]
+        self.best = ckpt.get("best", self.best)
+        if ckpt.get("rng"):
+            checkpoint.set_rng_state(ckpt["rng"])
+        self.metrics.truncate_after(self.start_epoch)
+        where = f"epoch {self.start_epoch + 1}" + (f", step {self.epoch_step}" if self.epoch_step else "")
+        self.log(f"resumed from {path}: continuing at {where} (global step {self.step})")
+
+    # ---- checkpoints ----------------------------------------------------------------------------------------
+    def _state(self, epoch: int, epoch_step: int) -> dict:
+        return {
+            "model": unwrap(self.model).state_dict(), "optimizer": self.optimizer.state_dict(),
+            "scaler": self.scaler.state_dict() if self.scaler else None,
+            "ema": self.ema.module.state_dict() if self.ema else None,
+            "epoch": epoch, "epoch_step": epoch_step, "step": self.step, "best": dict(self.best),
+            "config": to_dict(self.cfg), "derived": derived_dict(self.derived), "rng": checkpoint.rng_state(),
+            "model_name": self.cfg.model.name, "format": "rsb-1",
+        }
+
+    def save(self, epoch: int, epoch_step: int = 0, is_best: bool = False) -> None:
+        if not self.main:
+            return
+        state = self._state(epoch, epoch_step)
+        checkpoint.save_atomic(state, self.out / checkpoint.LAST)
+        if is_best:
+            checkpoint.save_atomic(state, self.out / checkpoint.BEST)
+        keep = self.cfg.train.keep_checkpoints
+        if keep > 0 and epoch_step == 0:
+            checkpoint.save_atomic(state, self.out / f"epoch_{epoch:04d}.pt")
+            for old in sorted(self.out.glob("epoch_*.pt"))[:-keep]:
+                old.unlink()
+
+    # ---- the loop -------------------------------------------------------------------------------------------
+    def _stop_requested(self) -> bool:
+        flag = self.stop.signum is not None
+        if self.dist.distributed:  # every process must stop at the same step
+            t = torch.tensor([float(flag)], device=self.dist.device)
+            flag = distributed.all_reduce_sum(t).item() > 0
+        return flag
+
+    def run(self) -> dict:
+        cfg, d, der = self.cfg, self.dist, self.derived
+        if self.main:
+            self.out.mkdir(parents=True, exist_ok=True)
+            (self.out / "resolved.yaml").write_text(to_yaml(resolved_document(cfg, der, self.env)))
+        self.log(f"run folder {self.out}; {d.world_size} process(es) on {d.device.type}; "
+                 f"{der.train_images} train images, {der.steps_per_epoch} steps/epoch, {cfg.sched.epochs} epochs")
+        self.log(f"batch rule: {der.batch_rule_applied}")
+        if self.start_epoch >= cfg.sched.epochs:
+            self.log("this run has already finished; nothing to do (use another --output for a new run)")
+            return self._summary(0.0)
+        amp = self._amp_dtype()
+        seen_total, skipped_total = 0, 0
+        started = time.perf_counter()
+        self.stop.install()
+        try:
+            for epoch in range(self.start_epoch, cfg.sched.epochs):
+                if self.epoch_step == 0:  # a mid-epoch resume keeps the RNG state saved with the checkpoint
+                    _seed_everything(seed_for(cfg.train.seed, epoch, d.rank))
+                first = self.epoch_step * der.accum_steps * der.batch_per_device
+                batches = self.train_loader.epoch(epoch, start_sample=first)
+                progress = Progress(self.main and not self.env.quiet, der.total_steps, self.step,
+                                    cfg.train.log_every, epoch, cfg.sched.epochs)
+                stats = train_one_epoch(
+                    self.model, batches, self.prep_train, self.loss_fn, self.optimizer, self.schedule,
+                    device=d.device, first_step=self.step, steps=der.steps_per_epoch - self.epoch_step,
+                    accum_steps=der.accum_steps, amp_dtype=amp, scaler=self.scaler, clip_grad=self.clip,
+                    ema=self.ema, progress=progress, world_size=d.world_size,
+                    stop_requested=self._stop_requested)
+                progress.close()
+                self.step += stats.steps
+                seen_total += stats.steps * der.accum_steps * der.batch_per_device
+                skipped_total += stats.skipped_images
+                self._check_bad_images(skipped_total, seen_total)
+                if self.stop.signum is not None:
+                    self.save(epoch, self.epoch_step + stats.steps)
+                    self.log(f"stopped at step {self.step} (epoch {epoch + 1}); checkpoint saved to "
+                             f"{self.out / checkpoint.LAST}. Run the same command to resume.")
+                    raise SystemExit(128 + self.stop.signum)
+                self.epoch_step = 0
+                self._end_epoch(epoch, stats, amp)
+        finally:
+            self.stop.restore()
+        return self._summary(time.perf_counter() - started)
+
+    def _check_bad_images(self, skipped: int, seen: int) -> None:
+        limit = max(1, self.cfg.data.max_bad_image_fraction * seen)
+        if skipped > limit:
+            raise UserError(f"{skipped} of {seen} training samples were unreadable images (more than "
+                            f"data.max_bad_image_fraction={self.cfg.data.max_bad_image_fraction}); see the "
+                            f"warnings above for their paths and fix or remove them.")
+
+    def _end_epoch(self, epoch: int, stats, amp) -> None:
+        cfg = self.cfg
+        last = epoch + 1 == cfg.sched.epochs
+        val, ema_val = {}, {}
+        if (epoch + 1) % cfg.train.eval_every == 0 or last:
+            val = evaluate(self.model, self.val_loader, self.prep_eval, device=self.dist.device, amp_dtype=amp)
+            if self.ema is not None:
+                ema_val = evaluate(self.ema.module, self.val_loader, self.prep_eval, device=self.dist.device,
+                                   amp_dtype=amp)
+        is_best = bool(val) and val["top1"] > self.best["top1"]
+        if is_best:
+            self.best = {"top1": val["top1"], "top5": val["top5"], "epoch": epoch + 1}
+        row = {"epoch": epoch + 1, "train_loss": round(stats.loss, 5), "lr": stats.lr,
+               "val_top1": round(val["top1"], 3) if val else "", "val_top5": round(val["top5"], 3) if val else "",
+               "ema_top1": round(ema_val["top1"], 3) if ema_val else "",
+               "images_per_sec": round(stats.images_per_sec, 1), "epoch_seconds": round(stats.seconds, 1),
+               "skipped_images": stats.skipped_images}
+        self.metrics.append(row)
+        self.save(epoch + 1, 0, is_best)
+        if self.main:
+            plot_curves(self.metrics.rows(), self.out / "curves.png", f"{cfg.name}: {self.out.name}")
+        acc = f" val top-1 {val['top1']:.2f} top-5 {val['top5']:.2f}" if val else ""
+        self.log(f"epoch {epoch + 1}/{cfg.sched.epochs}: loss {stats.loss:.4f}{acc} "
+                 f"({stats.images_per_sec:.0f} img/s, {stats.seconds:.0f} s)")
+
+    def _summary(self, seconds: float) -> dict:
+        rows = self.metrics.rows() if self.main else []
+        final = rows[-1] if rows else {}
+        summary = {
+            "recipe": self.cfg.name, "epochs": self.cfg.sched.epochs, "seed": self.cfg.train.seed,
+            "final_epoch": int(final["epoch"]) if final else None,
+            "final_val_top1": float(final["val_top1"]) if final.get("val_top1") else None,
+            "final_val_top5": float(final["val_top5"]) if final.get("val_top5") else None,
+            "best_val_top1": self.best.get("top1"), "best_epoch": self.best.get("epoch"),
+            "train_seconds_this_session": round(seconds, 1), "run_dir": str(self.out),
+        }
+        if self.main:
+            write_json(self.out / "summary.json", summary)
+        return summary
+
+
+def train(cfg: Config, env: RunEnv) -> dict:
+    trainer = Trainer(cfg, env)
+    try:
+        trainer.setup()
+        return trainer.run()
+    finally:
+        distributed.cleanup()
