@@ -90,17 +90,19 @@ def default_sample_root() -> Path:
     return Path(cache) / f"sample-v{VERSION}"
 
 
-def ensure_sample_dataset(root: str | Path | None = None, seed: int = 0) -> Path:
-    """Return the sample data folder, drawing it first if it is missing or incomplete (a few seconds)."""
+def ensure_sample_dataset(root: str | Path | None = None, seed: int = 0, splits: dict | None = None) -> Path:
+    """Return the sample data folder, drawing it first if it is missing or incomplete (a few seconds).
+    `splits` (images per class per split) lets tests draw a smaller set of the same kind."""
+    splits = splits or SPLITS
     root = Path(root) if root is not None else default_sample_root()
     marker = root / "COMPLETE.json"
     if marker.exists():
         return root
     tmp = root.with_name(root.name + f".tmp{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
-    for split, per_class in SPLITS.items():
+    for split, per_class in splits.items():
         _write_split(tmp, split, per_class, seed)
-    (tmp / "COMPLETE.json").write_text(json.dumps({"version": VERSION, "seed": seed, "splits": SPLITS}))
+    (tmp / "COMPLETE.json").write_text(json.dumps({"version": VERSION, "seed": seed, "splits": splits}))
     root.parent.mkdir(parents=True, exist_ok=True)
     try:
         os.replace(tmp, root)  # atomic: a concurrent or interrupted build never leaves a half folder

@@ -1,0 +1,135 @@
+"""Weight-decay groups, timm Lamb with the recipe's clipping, and the per-step warmup + cosine schedule."""
+from __future__ import annotations
+
+import pytest
+import torch
+from timm.optim import Lamb
+from torch import nn
+
+from rsb.config import OptimConfig, SchedConfig, load_recipe
+from rsb.optim import WarmupCosine, clips_gradients_itself, create_optimizer
+
+
+def tiny_model() -> nn.Module:
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Conv2d(3, 4, 3, bias=True), nn.BatchNorm2d(4), nn.ReLU(), nn.AdaptiveAvgPool2d(1),
+                         nn.Flatten(), nn.Linear(4, 10))
+
+
+def groups_by_decay(opt):
+    return {g["weight_decay"]: {id(p) for p in g["params"]} for g in opt.param_groups}
+
+
+@pytest.mark.parametrize("wd", [0.01, 0.02])
+def test_weight_decay_groups(wd):
+    model = tiny_model()
+    opt = create_optimizer(model, OptimConfig(weight_decay=wd), lr=1e-3)
+    groups = groups_by_decay(opt)
+    assert set(groups) == {0.0, wd}
+    conv, bn, lin = model[0], model[1], model[5]
+    assert groups[wd] == {id(conv.weight), id(lin.weight)}
+    assert groups[0.0] == {id(conv.bias), id(bn.weight), id(bn.bias), id(lin.bias)}
+    n_params = sum(len(g["params"]) for g in opt.param_groups)
+    assert n_params == len(list(model.parameters()))
+
+
+def test_weight_decay_groups_timm_resnet():
+    import timm
+    model = timm.create_model("resnet18", num_classes=10)
+    opt = create_optimizer(model, OptimConfig(weight_decay=0.02), lr=1e-3)
+    groups = groups_by_decay(opt)
+    names = {id(p): n for n, p in model.named_parameters()}
+    for pid in groups[0.0]:
+        p = dict(model.named_parameters())[names[pid]]
+        assert p.ndim <= 1, names[pid]
+    for pid in groups[0.02]:
+        assert dict(model.named_parameters())[names[pid]].ndim > 1, names[pid]
+    assert len(groups[0.0]) + len(groups[0.02]) == len(list(model.parameters()))
+    assert any(names[p] == "fc.bias" for p in groups[0.0])
+    assert any(names[p] == "bn1.weight" for p in groups[0.0])
+    assert any(names[p] == "conv1.weight" for p in groups[0.02])
+
+
+def test_lamb_with_recipe_settings():
+    cfg = load_recipe("a1").optim
+    opt = create_optimizer(tiny_model(), cfg, lr=5e-3)
+    assert type(opt) is Lamb
+    assert clips_gradients_itself(opt)
+    assert opt.defaults["max_grad_norm"] == 1.0
+    assert opt.defaults["lr"] == 5e-3
+    assert tuple(opt.defaults["betas"]) == (0.9, 0.999)
+    assert opt.defaults["eps"] == 1e-6
+    for g in opt.param_groups:
+        assert g["lr"] == 5e-3
+
+
+@pytest.mark.parametrize("clip", [None, 0.5])
+def test_lamb_max_grad_norm_from_config(clip):
+    opt = create_optimizer(tiny_model(), OptimConfig(max_grad_norm=clip), lr=1e-3)
+    assert opt.defaults["max_grad_norm"] == clip
+
+
+@pytest.mark.parametrize("clip", [None, 1.0])
+def test_lamb_steps(clip):
+    model = tiny_model()
+    opt = create_optimizer(model, OptimConfig(max_grad_norm=clip), lr=1e-2)
+    before = [p.detach().clone() for p in model.parameters()]
+    out = model(torch.randn(2, 3, 8, 8))
+    out.square().sum().backward()
+    opt.step()
+    assert any(not torch.equal(a, b) for a, b in zip(before, model.parameters()))
+
+
+def test_adamw_option():
+    opt = create_optimizer(tiny_model(), OptimConfig(name="adamw", weight_decay=0.05), lr=1e-3)
+    assert type(opt) is torch.optim.AdamW
+    assert not clips_gradients_itself(opt)
+    assert set(groups_by_decay(opt)) == {0.0, 0.05}
+
+
+SCHED = SchedConfig(epochs=10, warmup_epochs=2, warmup_lr=1e-6, min_lr=1e-6)
+
+
+def test_schedule_endpoints():
+    s = WarmupCosine(SCHED, peak_lr=5e-3, total_steps=1000, warmup_steps=200)
+    assert s.lr_at(0) == pytest.approx(1e-6, rel=1e-12)
+    assert s.lr_at(200) == pytest.approx(5e-3, rel=1e-12)
+    assert s.lr_at(999) == pytest.approx(1e-6, rel=1e-9)
+    assert s.lr_at(100) == pytest.approx(1e-6 + (5e-3 - 1e-6) * 0.5)
+    # midway through the cosine: halfway between peak and floor
+    assert s.lr_at(200 + 799 // 2) == pytest.approx((5e-3 + 1e-6) / 2, rel=2e-3)
+
+
+def test_schedule_monotonic():
+    s = WarmupCosine(SCHED, peak_lr=8e-3, total_steps=500, warmup_steps=50)
+    lrs = [s.lr_at(i) for i in range(500)]
+    assert all(a < b for a, b in zip(lrs[:50], lrs[1:51]))
+    assert all(a >= b for a, b in zip(lrs[50:], lrs[51:]))
+    assert lrs[50] > lrs[51]
+    assert max(lrs) == pytest.approx(8e-3)
+    assert min(lrs) >= 1e-6 - 1e-15
+
+
+def test_schedule_other_floor():
+    s = WarmupCosine(SchedConfig(warmup_lr=0.0, min_lr=1e-4), peak_lr=1e-2, total_steps=100, warmup_steps=10)
+    assert s.lr_at(0) == 0.0
+    assert s.lr_at(99) == pytest.approx(1e-4)
+    assert s.lr_at(150) == pytest.approx(1e-4)
+
+
+def test_schedule_no_warmup():
+    s = WarmupCosine(SCHED, peak_lr=1e-3, total_steps=100, warmup_steps=0)
+    assert s.lr_at(0) == pytest.approx(1e-3)
+    assert s.lr_at(99) == pytest.approx(1e-6)
+
+
+def test_apply_sets_every_group():
+    model = tiny_model()
+    opt = create_optimizer(model, OptimConfig(), lr=5e-3)
+    assert len(opt.param_groups) == 2
+    s = WarmupCosine(SCHED, peak_lr=5e-3, total_steps=100, warmup_steps=10)
+    lr = s.apply(opt, 5)
+    assert lr == pytest.approx(s.lr_at(5))
+    assert all(g["lr"] == lr for g in opt.param_groups)
+    s.apply(opt, 10)
+    assert all(g["lr"] == pytest.approx(5e-3) for g in opt.param_groups)

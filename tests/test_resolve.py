@@ -1,0 +1,176 @@
+"""The batch rule, steps per epoch and config checks of rsb.resolve."""
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from rsb.config import apply_overrides, load_recipe
+from rsb.errors import UserError
+from rsb.resolve import IMAGENET_TRAIN_IMAGES, check_config, derived_dict, resolve
+
+N = IMAGENET_TRAIN_IMAGES
+
+
+def cfg_with(recipe="a2", *overrides):
+    return apply_overrides(load_recipe(recipe), list(overrides))
+
+
+def test_imagenet_constant():
+    assert IMAGENET_TRAIN_IMAGES == 1_281_167
+
+
+def test_reference_batch_8_devices():
+    d = resolve(cfg_with("a2", "train.batch_per_device=256"), world_size=8, train_images=N)
+    assert d.accum_steps == 1
+    assert d.global_batch == 2048
+    assert d.lr == 5e-3
+    assert d.world_size == 8 and d.batch_per_device == 256
+
+
+def test_one_device_accumulates_8():
+    d = resolve(cfg_with("a2"), world_size=1, train_images=N)
+    assert d.accum_steps == 8
+    assert d.global_batch == 2048
+    assert d.lr == 5e-3
+    assert "accumulate" in d.batch_rule_applied
+
+
+def test_batch_64_accumulates_32():
+    d = resolve(cfg_with("a3", "train.batch_per_device=64", "optim.batch_rule=accumulate"), 1, N)
+    assert d.accum_steps == 32
+    assert d.global_batch == 2048
+    assert d.lr == 8e-3
+
+
+def test_batch_not_dividing_reference_falls_back_to_linear():
+    d = resolve(cfg_with("a2", "train.batch_per_device=96"), 1, N)
+    assert d.accum_steps == 1
+    assert d.global_batch == 96
+    assert d.lr == pytest.approx(5e-3 * 96 / 2048, rel=1e-12)
+    assert "linear" in d.batch_rule_applied
+
+
+def test_linear_rule():
+    d = resolve(cfg_with("a2", "train.batch_per_device=128", "optim.batch_rule=linear"), 2, N)
+    assert d.accum_steps == 1
+    assert d.global_batch == 256
+    assert d.lr == pytest.approx(5e-3 * 256 / 2048, rel=1e-12)
+
+
+def test_sqrt_rule():
+    d = resolve(cfg_with("a3", "train.batch_per_device=128", "optim.batch_rule=sqrt"), 2, N)
+    assert d.accum_steps == 1
+    assert d.lr == pytest.approx(8e-3 * math.sqrt(256 / 2048), rel=1e-12)
+
+
+def test_none_rule():
+    d = resolve(cfg_with("a2", "train.batch_per_device=128", "optim.batch_rule=none"), 1, N)
+    assert d.accum_steps == 1
+    assert d.global_batch == 128
+    assert d.lr == 5e-3
+
+
+@pytest.mark.parametrize("rule", ["accumulate", "linear", "sqrt", "none"])
+def test_every_rule_keeps_lr_at_reference_batch(rule):
+    d = resolve(cfg_with("a1", f"optim.batch_rule={rule}"), 8, N)
+    assert d.accum_steps == 1 and d.lr == 5e-3
+
+
+def test_larger_batch_than_reference_scales_up_under_accumulate():
+    d = resolve(cfg_with("a2", "train.batch_per_device=512"), 8, N)
+    assert d.accum_steps == 1
+    assert d.lr == pytest.approx(5e-3 * 4096 / 2048)
+
+
+@pytest.mark.parametrize("world,batch", [(8, 256), (1, 256), (4, 256), (2, 512), (1, 64)])
+def test_imagenet_steps_per_epoch(world, batch):
+    cfg = cfg_with("a1", f"train.batch_per_device={batch}")
+    d = resolve(cfg, world, N)
+    # The documented rule: each device's share is ceil(N / world) samples (the sampler's), then whole batches,
+    # then whole accumulation groups.
+    expected = math.ceil(N / world) // batch // d.accum_steps
+    assert d.samples_per_device == math.ceil(N / world)
+    assert d.steps_per_epoch == expected
+    assert d.global_batch == 2048
+    # RECIPES.md: 1,281,167 / 2048 ~ 626 steps per epoch.
+    assert abs(d.steps_per_epoch - 626) <= 1
+
+
+def test_imagenet_8x256_exact():
+    d = resolve(cfg_with("a1"), 8, N)
+    assert d.samples_per_device == 160_146
+    assert d.steps_per_epoch == 625
+
+
+@pytest.mark.parametrize("recipe,epochs,approx_total", [("a1", 600, 375_000), ("a2", 300, 188_000),
+                                                         ("a3", 100, 63_000)])
+def test_total_and_warmup_steps(recipe, epochs, approx_total):
+    d = resolve(cfg_with(recipe), 8, N)
+    assert d.total_steps == d.steps_per_epoch * epochs
+    assert d.warmup_steps == d.steps_per_epoch * 5
+    # RECIPES.md rounds to ~375k / ~188k / ~63k (626 steps x epochs, rounded to thousands)
+    assert abs(d.total_steps - approx_total) / approx_total < 0.01
+
+
+def test_fractional_warmup_rounds():
+    d = resolve(cfg_with("a2", "sched.warmup_epochs=0.5"), 8, 2048 * 11)
+    assert d.steps_per_epoch == 11
+    assert d.warmup_steps == round(11 * 0.5)
+
+
+def test_small_dataset_steps():
+    d = resolve(cfg_with("a2", "train.batch_per_device=32"), 1, 2600)
+    # 2048 / 32 = 64 accumulation steps; 2600 // 32 = 81 batches -> 1 optimizer step.
+    assert d.accum_steps == 64 and d.steps_per_epoch == 1
+
+
+def test_too_small_dataset():
+    with pytest.raises(UserError, match="too few"):
+        resolve(cfg_with("a2"), 8, 1000)
+    with pytest.raises(UserError, match="batch_per_device"):
+        # accumulation to 2048 needs 2048 images on one device
+        resolve(cfg_with("a2", "train.batch_per_device=64"), 1, 2000)
+
+
+def test_odd_batch_with_mixup_is_rejected():
+    with pytest.raises(UserError, match="even"):
+        resolve(cfg_with("a2", "train.batch_per_device=255"), 1, N)
+
+
+def test_odd_batch_without_mixing_is_allowed():
+    d = resolve(cfg_with("a2", "train.batch_per_device=255", "aug.mixup_alpha=0", "aug.cutmix_alpha=0",
+                         "optim.batch_rule=linear"), 1, N)
+    assert d.batch_per_device == 255
+
+
+def test_invalid_batch_rule():
+    with pytest.raises(UserError, match="batch_rule"):
+        resolve(cfg_with("a2", "optim.batch_rule=cubic"), 1, N)
+
+
+@pytest.mark.parametrize("override,word", [
+    ("optim.name=sgd", "optim.name"),
+    ("loss.name=mse", "loss.name"),
+    ("train.amp_dtype=float8", "amp_dtype"),
+    ("sched.epochs=0", "sched.epochs"),
+    ("sched.warmup_epochs=300", "warmup_epochs"),
+    ("optim.lr=0", "optim.lr"),
+    ("aug.repeated_aug=0", "repeated_aug"),
+    ("aug.scale=[0.1]", "aug.scale"),
+    ("data.test_crop_pct=1.5", "test_crop_pct"),
+    ("model.num_classes=1", "num_classes"),
+])
+def test_check_config_rejects(override, word):
+    with pytest.raises(UserError, match=word.replace(".", r"\.")):
+        check_config(cfg_with("a2", override))
+
+
+@pytest.mark.parametrize("recipe", ["a1", "a2", "a3"])
+def test_recipes_pass_check(recipe):
+    check_config(load_recipe(recipe))
+
+
+def test_derived_dict_is_plain():
+    d = derived_dict(resolve(cfg_with("a2"), 1, N))
+    assert d["accum_steps"] == 8 and isinstance(d["batch_rule_applied"], str)
