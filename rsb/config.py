@@ -132,6 +132,11 @@ def _check_value(path: str, value: Any, expected: Any) -> Any:
         expected = next(a for a in typing.get_args(expected) if a is not type(None))
     if expected is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
+    if expected is float and isinstance(value, str):
+        try:  # YAML 1.1 reads "4e-3" (no dot) as a string; it is a float to any user
+            return float(value)
+        except ValueError:
+            pass
     if expected is list and isinstance(value, (list, tuple)):
         return list(value)
     if isinstance(value, expected) and not (expected is int and isinstance(value, bool)):
@@ -198,11 +203,9 @@ def apply_overrides(cfg: Config, overrides: list[str]) -> Config:
         if key not in valid:
             raise UserError(f"unknown key '{key}'; did you mean '{_closest(key, valid)}'?")
         try:
-            value = yaml.safe_load(raw)
+            value = yaml.safe_load(raw) if raw.strip() else ""  # `key=` sets an empty string (e.g. RandAugment off)
         except yaml.YAMLError:
             value = raw
-        if isinstance(value, str) and raw.strip() == "":
-            value = ""
         node = data
         *parents, leaf = key.split(".")
         for p in parents:

@@ -11,6 +11,7 @@ import torch
 
 from rsb import distributed
 from rsb.errors import UserError
+from rsb.model import unwrap
 
 
 @dataclass
@@ -65,7 +66,7 @@ def train_one_epoch(model, batches, prep, loss_fn, optimizer, schedule, *, devic
             optimizer.zero_grad(set_to_none=True)
             step += 1
             if ema is not None:
-                ema.update(model, step=step)
+                ema.update(unwrap(model), step=step)
         loss_sum += loss.detach()
         micro += 1
         seen += x.shape[0] * world_size

@@ -1,8 +1,6 @@
 """One training run from a config: data, model, optimizer, the epoch loop, checkpoints and run outputs."""
 from __future__ import annotations
 
-import dataclasses
-import os
 import random
 import signal
 import time
@@ -295,6 +293,8 @@ class Trainer:
             if self.ema is not None:
                 ema_val = evaluate(self.ema.module, self.val_loader, self.prep_eval, device=self.dist.device,
                                    amp_dtype=amp)
+        if val:
+            self.last_val = val
         is_best = bool(val) and val["top1"] > self.best["top1"]
         if is_best:
             self.best = {"top1": val["top1"], "top5": val["top5"], "epoch": epoch + 1}
@@ -320,6 +320,8 @@ class Trainer:
             "final_val_top1": float(final["val_top1"]) if final.get("val_top1") else None,
             "final_val_top5": float(final["val_top5"]) if final.get("val_top5") else None,
             "best_val_top1": self.best.get("top1"), "best_epoch": self.best.get("epoch"),
+            "val_images_scored": getattr(self, "last_val", {}).get("images"),
+            "world_size": self.dist.world_size, "steps_per_epoch": self.derived.steps_per_epoch,
             "train_seconds_this_session": round(seconds, 1), "run_dir": str(self.out),
         }
         if self.main:

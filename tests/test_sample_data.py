@@ -99,11 +99,6 @@ def test_empty_existing_folder_is_filled(tmp_path, monkeypatch):
     assert len(list((root / "train" / CLASS_IDS[0]).iterdir())) == 2
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG rsb/data/sample.py ensure_sample_dataset: its docstring says it draws the data 'if it is missing or "
-    "incomplete', but when <root> exists without COMPLETE.json and is not empty (e.g. an interrupted copy), "
-    "os.replace(tmp, root) fails with ENOTEMPTY, the `except OSError` assumes another process finished first, "
-    "deletes the fresh build and returns the incomplete folder (no marker, missing splits) without an error."))
 def test_incomplete_folder_is_rebuilt(tmp_path, monkeypatch):
     monkeypatch.setattr(sample, "SPLITS", {"train": 2, "val": 1, "v2": 1})
     root = tmp_path / "s"

@@ -172,3 +172,15 @@ def test_print_config_shows_resolved_values_without_data(tmp_path):
     assert d["accum_steps"] == 16 and d["global_batch"] == 2048 and d["lr"] == 5e-3
     assert d["train_images"] == 1281167 and d["steps_per_epoch"] == 1281167 // 128 // 16
     assert not (tmp_path / "not-read").exists()
+
+
+def test_ema_option_is_evaluated(data, tmp_path):
+    out = tmp_path / "ema"
+    assert _main(["--recipe", "a3", "--data", str(data), "--output", str(out), "--workers", "0", "--quiet",
+                  *TINY_OVERRIDES, "sched.epochs=1", "sched.warmup_epochs=0", "train.ema=true",
+                  "train.ema_decay=0.5"]) == 0
+    row = _rows(out)[0]
+    assert 0 <= float(row["ema_top1"]) <= 100
+    ckpt = torch.load(out / "last.pt", weights_only=True)
+    assert ckpt["ema"] is not None
+    assert any(not torch.equal(ckpt["ema"][k], ckpt["model"][k]) for k in ckpt["model"] if "weight" in k)

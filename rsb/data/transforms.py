@@ -1,4 +1,4 @@
-"""Per-image transforms, run in the loader's worker processes. They stop at uint8 CHW arrays: normalising
+"""Per-image transforms, run in the loader's worker processes. They stop at uint8 CHW tensors: normalising
 (and Mixup/CutMix) happen on the device in rsb.data.batch, which moves 4x fewer bytes and frees the workers.
 
 timm's create_transform already builds exactly the recipe's chain (RandomResizedCrop with the recipe's scale,
@@ -28,8 +28,12 @@ def eval_transform(size: int, crop_pct: float, interpolation: str):
 
 
 def collate_uint8(batch):
-    """Stack (uint8 CHW array, label, skipped) items into a uint8 tensor, labels and the total skipped."""
-    images = torch.from_numpy(np.stack([b[0] for b in batch]))
+    """Stack (uint8 CHW tensor or array, label, skipped) items into a uint8 tensor, labels and the total skipped."""
+    first = batch[0][0]
+    if isinstance(first, torch.Tensor):
+        images = torch.stack([b[0] for b in batch])
+    else:
+        images = torch.from_numpy(np.stack([b[0] for b in batch]))
     labels = torch.tensor([b[1] for b in batch], dtype=torch.int64)
     skipped = sum(b[2] for b in batch) if len(batch[0]) > 2 else 0
     return images, labels, skipped
