@@ -227,9 +227,16 @@ class Trainer:
     # ---- the loop -------------------------------------------------------------------------------------------
     def _stop_requested(self) -> bool:
         flag = self.stop.signum is not None
-        if self.dist.distributed:  # every process must stop at the same step
+        if self.dist.distributed:
+            # Every process must stop at the same step, so they agree through an all-reduce; every 10 steps
+            # only, because reading its result waits for the device.
+            self._stop_checks = getattr(self, "_stop_checks", 0) + 1
+            if self._stop_checks % 10:
+                return False
             t = torch.tensor([float(flag)], device=self.dist.device)
             flag = distributed.all_reduce_sum(t).item() > 0
+            if flag and self.stop.signum is None:
+                self.stop.signum = signal.SIGTERM  # a peer was signalled
         return flag
 
     def run(self) -> dict:
@@ -266,13 +273,18 @@ class Trainer:
                 seen_total += stats.steps * der.accum_steps * der.batch_per_device
                 skipped_total += stats.skipped_images
                 self._check_bad_images(skipped_total, seen_total)
-                if self.stop.signum is not None:
-                    self.save(epoch, self.epoch_step + stats.steps)
+                done = self.epoch_step + stats.steps
+                if self.stop.signum is not None and done < der.steps_per_epoch:
+                    self.save(epoch, done)
                     self.log(f"stopped at step {self.step} (epoch {epoch + 1}); checkpoint saved to "
                              f"{self.out / checkpoint.LAST}. Run the same command to resume.")
                     raise SystemExit(128 + self.stop.signum)
                 self.epoch_step = 0
                 self._end_epoch(epoch, stats, amp)
+                if self.stop.signum is not None:  # signalled during the epoch's last step: it is complete
+                    self.log(f"stopped after epoch {epoch + 1}; checkpoint saved to {self.out / checkpoint.LAST}. "
+                             f"Run the same command to resume.")
+                    raise SystemExit(128 + self.stop.signum)
         finally:
             self.stop.restore()
         return self._summary(time.perf_counter() - started)

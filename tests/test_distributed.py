@@ -32,7 +32,13 @@ def test_two_process_ddp_run_splits_the_samples(tmp_path):
     assert summary["val_images_scored"] == 40
 
 
-def test_rank_and_world_from_slurm(monkeypatch):
+@pytest.fixture
+def private_environ(monkeypatch):
+    """env_rank_world writes RANK/WORLD_SIZE/MASTER_* for Slurm; keep that out of the other tests."""
+    monkeypatch.setattr(os, "environ", dict(os.environ))
+
+
+def test_rank_and_world_from_slurm(monkeypatch, private_environ):
     for k in ("WORLD_SIZE", "RANK", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
         monkeypatch.delenv(k, raising=False)
     monkeypatch.setenv("SLURM_NTASKS", "8")
@@ -44,7 +50,7 @@ def test_rank_and_world_from_slurm(monkeypatch):
     assert os.environ["MASTER_ADDR"] == "gpu-node-7" and os.environ["MASTER_PORT"] == str(20000 + 1234)
 
 
-def test_torchrun_variables_win_over_slurm(monkeypatch):
+def test_torchrun_variables_win_over_slurm(monkeypatch, private_environ):
     monkeypatch.setenv("SLURM_NTASKS", "8")
     monkeypatch.setenv("SLURM_PROCID", "5")
     monkeypatch.setenv("WORLD_SIZE", "2")
@@ -53,7 +59,7 @@ def test_torchrun_variables_win_over_slurm(monkeypatch):
     assert distributed.env_rank_world() == (1, 2, 1)
 
 
-def test_single_process_without_any_launcher(monkeypatch):
+def test_single_process_without_any_launcher(monkeypatch, private_environ):
     for k in ("WORLD_SIZE", "RANK", "SLURM_NTASKS", "SLURM_PROCID"):
         monkeypatch.delenv(k, raising=False)
     assert distributed.env_rank_world() == (0, 1, 0)

@@ -184,3 +184,11 @@ def test_ema_option_is_evaluated(data, tmp_path):
     ckpt = torch.load(out / "last.pt", weights_only=True)
     assert ckpt["ema"] is not None
     assert any(not torch.equal(ckpt["ema"][k], ckpt["model"][k]) for k in ckpt["model"] if "weight" in k)
+
+
+@pytest.mark.slow
+def test_compile_option_trains(data, tmp_path):
+    out = tmp_path / "compiled"
+    assert _main(["--recipe", "a3", "--data", str(data), "--output", str(out), "--workers", "0", "--quiet",
+                  *TINY_OVERRIDES, "sched.epochs=1", "sched.warmup_epochs=0", "model.compile=true"]) == 0
+    assert float(_rows(out)[0]["train_loss"]) > 0

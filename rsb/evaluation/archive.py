@@ -1,0 +1,77 @@
+"""ImageNet-V2 given as its downloaded .tar.gz: verify the SHA-256, extract once into a cache, reuse.
+
+Why verify: a truncated or different archive would be scored without complaint. Only the three published
+archives are accepted; for a custom archive, extract it yourself and pass the folder (its layout is still checked).
+Why a cache: extracting 10,000 JPEGs takes a while; later runs reuse the folder. Extraction goes to a temporary
+sibling folder that is renamed into place, so an interrupted or concurrent extraction never leaves a half folder.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import tarfile
+from pathlib import Path
+
+from rsb.errors import UserError
+
+# Published SHA-256 of the three archives (RECIPES.md, "ImageNet-V2 facts").
+KNOWN_ARCHIVES = {
+    "f0c37fdf925916b19ea1323cd9a2208cdb6959ba2c32eef2a7fc393835c9ca7c": "matched-frequency",
+    "32142bfe998f9cfa4141be691f6a80eeb1e27b24bd532a668eb08c26d98897a2": "threshold0.7",
+    "85e4ace30f3f0d660152062254b8759dda66267b27f7ec0fd8d5768f1073a04b": "top-images",
+}
+ARCHIVE_SUFFIXES = (".tar.gz", ".tgz", ".tar")
+DONE = ".extracted"  # written last inside a finished extraction
+
+
+def cache_root() -> Path:
+    cache = os.environ.get("RSB_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "rsb")
+    return Path(cache) / "imagenetv2"
+
+
+def is_archive(path: Path) -> bool:
+    return path.is_file() and path.name.lower().endswith(ARCHIVE_SUFFIXES)
+
+
+def sha256_of(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def variant_of(path: Path) -> tuple[str, str]:
+    """(variant, sha256) of a published archive; any other file is a UserError naming the accepted ones."""
+    digest = sha256_of(path)
+    if digest not in KNOWN_ARCHIVES:
+        names = ", ".join(f"{v} ({h[:12]}...)" for h, v in KNOWN_ARCHIVES.items())
+        raise UserError(f"archive {path} has SHA-256 {digest}, which is not one of the published ImageNet-V2 "
+                        f"archives ({names}); download it again, or extract it yourself and pass the folder.")
+    return KNOWN_ARCHIVES[digest], digest
+
+
+def extract_cached(path: str | Path) -> tuple[Path, str]:
+    """(folder, variant): where a verified archive is extracted, extracting it first if the cache lacks it."""
+    path = Path(path)
+    variant, digest = variant_of(path)
+    final = cache_root() / f"{variant}-{digest[:16]}"
+    if (final / DONE).is_file():
+        return final, variant
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = final.with_name(f".{final.name}.tmp{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        with tarfile.open(path) as tar:
+            tar.extractall(tmp, filter="data")  # "data": no absolute paths, links out or device files
+        (tmp / DONE).write_text(f"{path.name} {digest}\n")
+        if not (final / DONE).is_file():  # else another process finished first: use its copy
+            shutil.rmtree(final, ignore_errors=True)  # a stale folder without the DONE mark
+            os.replace(tmp, final)
+    except (tarfile.TarError, OSError) as e:
+        raise UserError(f"archive {path} could not be extracted into {final.parent} ({type(e).__name__}: {e}).") \
+            from None
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return final, variant

@@ -1,0 +1,80 @@
+"""The evaluation sets a command line asks for: ImageNet-val (optionally with ReaL labels), ImageNet-V2 (folder or
+archive), or, with no data given, the built-in sample's val and V2-style splits.
+
+Each set is a file index plus one label per file. Val keeps the training convention (labels = position of the
+WordNet-id folder in sorted order, as train.py assigns them); V2 uses its own rule (int(folder name)).
+"""
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from rsb.data.folder import ImageFolderIndex
+from rsb.errors import UserError
+from rsb.evaluation import archive, imagenet_v2, real_labels
+
+V2_FOLDER = re.compile(r"imagenetv2-(.+)-format-val")
+
+
+@dataclass
+class EvalSet:
+    key: str                         # "val" or "v2": the table's column prefix
+    where: str                       # for messages
+    index: ImageFolderIndex
+    labels: np.ndarray               # per file
+    real: torch.Tensor | None = None  # per file ReaL label lists, padded with -1 (val only)
+    name: str | None = None          # V2 variant ("matched-frequency", ...) or "sample"
+
+
+def val_folder(root: Path) -> Path:
+    """The val/ split of an ImageNet data folder; a val folder itself (WordNet-id class folders) is accepted."""
+    if not root.is_dir():
+        raise UserError(f"data folder {root} does not exist.")
+    if (root / "val").is_dir():
+        return root / "val"
+    if any(imagenet_v2.WNID.match(e.name) for e in os.scandir(root) if e.is_dir()):
+        return root
+    raise UserError(f"data folder {root} has no 'val' folder; expected {root}/val/<wnid>/*.JPEG.")
+
+
+def val_set(root: str | Path, num_classes: int, real_json: str | Path | None = None) -> EvalSet:
+    folder = val_folder(Path(root))
+    index = ImageFolderIndex(folder)
+    if len(index.classes) != num_classes:
+        raise UserError(f"val folder {folder} has {len(index.classes)} class folders but the model has "
+                        f"{num_classes} classes.")
+    real = None
+    if real_json is not None:
+        real = real_labels.real_targets(real_labels.read_real_json(real_json, num_classes), index,
+                                        Path(real_json).name)
+    return EvalSet("val", str(folder), index, index.labels, real)
+
+
+def v2_set(path: str | Path, num_classes: int, per_class: int | None = None) -> EvalSet:
+    path = Path(path)
+    name = None
+    if archive.is_archive(path):
+        path, name = archive.extract_cached(path)
+    elif not path.exists():
+        raise UserError(f"ImageNet-V2 path {path} does not exist (give the extracted folder or the .tar.gz).")
+    v2 = imagenet_v2.load_v2(path, num_classes, per_class)
+    if name is None:
+        m = V2_FOLDER.search(v2.index.root.name)
+        sample = (v2.index.root.parent / "COMPLETE.json").is_file()  # the built-in sample's marker
+        name = m.group(1) if m else "sample" if sample else v2.index.root.name
+    return EvalSet("v2", str(v2.index.root), v2.index, v2.labels, None, name)
+
+
+def sample_sets(num_classes: int) -> list[EvalSet]:
+    """The built-in sample data's val and V2-style splits (drawn first if this machine has none)."""
+    from rsb.data.sample import NUM_CLASSES, ensure_sample_dataset
+    if num_classes != NUM_CLASSES:
+        raise UserError(f"no data given, and the built-in sample data has {NUM_CLASSES} classes but the model "
+                        f"has {num_classes}; pass --data and/or --imagenet-v2.")
+    root = ensure_sample_dataset()
+    return [val_set(root, num_classes), v2_set(root / "v2", num_classes)]
