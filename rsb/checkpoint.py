@@ -1,13 +1,17 @@
 """Checkpoints: atomic writes, safe loads (weights_only=True: loading never runs code), RNG state, resume.
 
 A checkpoint is a dict of plain data: model/optimizer/scaler state, the epoch and step reached, RNG states,
-the resolved config. It is written to a temporary file in the same folder, flushed to disk, then renamed over
-the old one, so a crash mid-write leaves the previous checkpoint intact.
+the resolved config, and a SHA-256 digest of all of it. It is written to a temporary file in the same folder,
+flushed to disk, then renamed over the old one (whose previous version is kept as prev.pt), so a crash or a full
+disk mid-write leaves a loadable checkpoint. The digest catches what torch.load does not: torch's zip format
+has no checksum over tensor data, so a flipped byte on disk would otherwise load as silently wrong weights.
 """
 from __future__ import annotations
 
+import hashlib
 import os
 import random
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -15,18 +19,57 @@ import torch
 
 from rsb.errors import UserError
 
-LAST, BEST = "last.pt", "best.pt"
+LAST, PREV, BEST = "last.pt", "prev.pt", "best.pt"
+DIGEST_KEY = "sha256"
 
 
-def save_atomic(obj: dict, path: Path) -> None:
+def _feed(h, obj) -> None:
+    """Hash nested dicts/lists/tensors/scalars in a fixed order, tensors by their raw bytes."""
+    if isinstance(obj, torch.Tensor):
+        t = obj.detach().cpu().contiguous()
+        h.update(f"T{t.dtype}{tuple(t.shape)}".encode())
+        if t.numel():
+            h.update(t.reshape(-1).view(torch.uint8).numpy().data)
+    elif isinstance(obj, dict):
+        h.update(b"D")
+        for k in sorted(obj, key=str):
+            h.update(repr(k).encode())
+            _feed(h, obj[k])
+    elif isinstance(obj, (list, tuple)):
+        h.update(b"L")
+        for v in obj:
+            _feed(h, v)
+    else:
+        h.update(repr(obj).encode())
+
+
+def digest(obj: dict) -> str:
+    h = hashlib.sha256()
+    _feed(h, {k: v for k, v in obj.items() if k != DIGEST_KEY})
+    return h.hexdigest()
+
+
+def save_atomic(obj: dict, path: Path, keep_previous: bool = False) -> None:
+    """Write obj to path atomically; with keep_previous the old file becomes prev.pt (the resume fallback).
+    A failed write (e.g. a full disk) raises UserError and leaves the old files untouched."""
     path = Path(path)
+    obj = {**obj, DIGEST_KEY: digest(obj)}
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     try:
         with open(tmp, "wb") as f:
             torch.save(obj, f)
             f.flush()
             os.fsync(f.fileno())
+        if keep_previous and path.exists():
+            os.replace(path, path.with_name(PREV))
         os.replace(tmp, path)
+    except (OSError, RuntimeError) as e:  # torch's zip writer reports a failed write as RuntimeError
+        if isinstance(e, OSError):
+            reason = e.strerror or str(e)
+        else:
+            reason = "the write failed (" + str(e).splitlines()[0][:120] + ")"
+        raise UserError(f"could not write checkpoint {path}: {reason}; check free disk space and quota, then "
+                        f"run the same command to resume from the previous checkpoint.") from None
     finally:
         if tmp.exists():
             tmp.unlink()
@@ -51,6 +94,9 @@ def load(path: str | Path) -> dict:
                         f"or not a checkpoint.") from None
     if not isinstance(ckpt, dict) or "model" not in ckpt:
         raise UserError(f"checkpoint {path} is not an rsb checkpoint (no 'model' entry).")
+    if DIGEST_KEY in ckpt and digest(ckpt) != ckpt[DIGEST_KEY]:
+        raise UserError(f"checkpoint {path} is corrupt: its contents do not match the SHA-256 digest stored "
+                        f"in it.")
     return ckpt
 
 
@@ -82,6 +128,20 @@ def _tuples(x):
     return tuple(_tuples(i) for i in x) if isinstance(x, (list, tuple)) else x
 
 
-def find_resume(run_dir: Path) -> Path | None:
-    last = Path(run_dir) / LAST
-    return last if last.is_file() else None
+def find_resume(run_dir: Path) -> tuple[Path, dict] | None:
+    """The newest loadable checkpoint of a run folder (last.pt, else prev.pt, else the newest epoch_*.pt),
+    loaded; unreadable ones are reported and passed over. None when the folder has no checkpoint."""
+    run_dir = Path(run_dir)
+    candidates = [run_dir / LAST, run_dir / PREV] + sorted(run_dir.glob("epoch_*.pt"), reverse=True)
+    candidates = [p for p in candidates if p.is_file()]
+    errors = []
+    for path in candidates:
+        try:
+            return path, load(path)
+        except UserError as e:
+            errors.append(str(e))
+            print(f"warning: {e} Trying an older checkpoint.", file=sys.stderr)
+    if candidates:
+        raise UserError(f"no checkpoint in {run_dir} can be loaded ({len(candidates)} tried); move the folder "
+                        f"aside to start afresh, or pass --resume with a good checkpoint.")
+    return None

@@ -93,7 +93,10 @@ class TrainConfig:
     ema_decay: float = 0.9998
     eval_every: int = 1               # evaluate every N epochs (and always at the last)
     log_every: int = 50               # progress line every N steps in non-interactive logs
-    keep_checkpoints: int = 1         # per-epoch checkpoints kept besides last.pt and best.pt
+    keep_checkpoints: int = 0         # per-epoch checkpoints kept besides last.pt, prev.pt and best.pt
+    checkpoint_every_minutes: float = 10.0  # mid-epoch checkpoint period (bounds what a kill -9 loses); 0 = off
+    checkpoint_every_steps: int = 0   # mid-epoch checkpoint every N optimizer steps; 0 = off
+    nonfinite: str = "stop"           # a non-finite loss: "stop" the run, or "skip" the step (syncs every step)
     deterministic: bool = False       # torch deterministic algorithms (slower)
 
 

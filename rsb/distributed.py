@@ -62,6 +62,17 @@ def pick_device(requested: str, local_rank: int) -> torch.device:
     return torch.device("cpu")
 
 
+def _attempt_store(world: int, timeout: datetime.timedelta):
+    """Under torchrun, the launcher's key-value store outlives a restart (--max-restarts) and still holds the
+    previous attempt's peer addresses, which gloo then tries to connect to. Keys prefixed by the attempt number
+    keep each attempt apart. None (the default env:// store) outside torchrun."""
+    if os.environ.get("TORCHELASTIC_USE_AGENT_STORE") != "True":
+        return None
+    store = dist.TCPStore(os.environ["MASTER_ADDR"], int(os.environ["MASTER_PORT"]), world, is_master=False,
+                          timeout=timeout)
+    return dist.PrefixStore(f"rsb/attempt{os.environ.get('TORCHELASTIC_RESTART_COUNT', '0')}", store)
+
+
 def init(requested_device: str = "auto", timeout_s: int = 600) -> DistEnv:
     rank, world, local = env_rank_world()
     device = pick_device(requested_device, local)
@@ -69,8 +80,9 @@ def init(requested_device: str = "auto", timeout_s: int = 600) -> DistEnv:
         if device.type == "cuda":
             torch.cuda.set_device(device)
         # A bounded timeout: if a peer dies, the others fail their next collective instead of hanging forever.
+        timeout = datetime.timedelta(seconds=timeout_s)
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo", rank=rank, world_size=world,
-                                timeout=datetime.timedelta(seconds=timeout_s))
+                                timeout=timeout, store=_attempt_store(world, timeout))
     return DistEnv(rank, world, local, device)
 
 

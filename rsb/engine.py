@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import math
 import time
 from dataclasses import dataclass
 
@@ -22,6 +21,15 @@ class EpochStats:
     seconds: float
     steps: int
     skipped_images: int
+    nonfinite_skipped: int = 0
+
+
+class NonFiniteLoss(UserError):
+    def __init__(self, step: int):
+        self.step = step
+        super().__init__(f"training became non-finite (NaN or inf) at step {step}; the run is stopped "
+                         f"and the last good checkpoint kept. Lower optim.lr, check the data, or set "
+                         f"train.nonfinite=skip to skip such steps.")
 
 
 def autocast(device: torch.device, dtype: torch.dtype | None):
@@ -32,16 +40,29 @@ def autocast(device: torch.device, dtype: torch.dtype | None):
 
 def train_one_epoch(model, batches, prep, loss_fn, optimizer, schedule, *, device, first_step: int,
                     steps: int, accum_steps: int = 1, amp_dtype=None, scaler=None, clip_grad: float | None = None,
-                    ema=None, progress=None, world_size: int = 1, stop_requested=lambda: False) -> EpochStats:
-    """Run `steps` optimizer steps (each of `accum_steps` micro-batches) from global step `first_step`."""
+                    ema=None, progress=None, world_size: int = 1, skip_nonfinite: bool = False,
+                    after_step=lambda steps_done: False) -> EpochStats:
+    """Run `steps` optimizer steps (each of `accum_steps` micro-batches) from global step `first_step`.
+    `after_step(steps_done)` runs after every optimizer step (checkpoints, signals); True stops the epoch.
+
+    Non-finite losses: by default the first bad step is recorded on the device (no per-step sync) and raised at
+    the next progress line or at the end; with skip_nonfinite, each micro-batch's loss is checked (one sync per
+    step) and a bad one is left out of the gradient and counted."""
     model.train()
     loss_sum = torch.zeros((), device=device)
-    micro, seen, skipped, step, lr = 0, 0, 0, first_step, schedule.lr_at(first_step)
+    first_bad = torch.full((), -1, device=device, dtype=torch.int64)
+    micro, seen, skipped, nonfinite, step, lr = 0, 0, 0, 0, first_step, schedule.lr_at(first_step)
     start = time.perf_counter()
-    for images, labels, bad in batches:
+
+    def check_finite():
+        bad = int(first_bad.item())
+        if bad >= 0:
+            raise NonFiniteLoss(bad)
+
+    for images, labels, bad_images in batches:
         if micro >= steps * accum_steps:
             break
-        skipped += bad
+        skipped += bad_images
         x, y = prep(images, labels, train=True)
         if micro % accum_steps == 0:
             lr = schedule.apply(optimizer, step)
@@ -52,7 +73,12 @@ def train_one_epoch(model, batches, prep, loss_fn, optimizer, schedule, *, devic
             with autocast(device, amp_dtype):
                 out = model(x)
             loss = loss_fn(out, y)
-            (scaler.scale(loss / accum_steps) if scaler else loss / accum_steps).backward()
+            finite = torch.isfinite(loss)
+            if skip_nonfinite and not finite.item():
+                nonfinite += 1
+            else:
+                (scaler.scale(loss / accum_steps) if scaler else loss / accum_steps).backward()
+                first_bad = torch.where(finite | (first_bad >= 0), first_bad, step + 1)  # 1-based, as in progress
         if is_update:
             if clip_grad is not None:
                 if scaler:
@@ -67,19 +93,20 @@ def train_one_epoch(model, batches, prep, loss_fn, optimizer, schedule, *, devic
             step += 1
             if ema is not None:
                 ema.update(unwrap(model), step=step)
-        loss_sum += loss.detach()
+        loss_sum += torch.where(finite, loss.detach(), 0.0)
         micro += 1
         seen += x.shape[0] * world_size
-        if progress is not None and is_update:
-            progress.step(step, lambda: (loss_sum / micro).item(), lr, seen)
-        if is_update and stop_requested():
-            break
+        if is_update:
+            if progress is not None:
+                if progress.due(step):
+                    check_finite()
+                progress.step(step, lambda: (loss_sum / max(1, micro - nonfinite)).item(), lr, seen)
+            if after_step(step - first_step):
+                break
+    check_finite()
     seconds = time.perf_counter() - start
-    mean_loss = (loss_sum / max(micro, 1)).item()
-    if not math.isfinite(mean_loss):
-        raise UserError(f"the training loss became {mean_loss} before step {step}; the run is stopped and the "
-                        f"last good checkpoint kept. Lower optim.lr or check the data.")
-    return EpochStats(mean_loss, lr, seen / max(seconds, 1e-9), seconds, step - first_step, skipped)
+    mean_loss = (loss_sum / max(micro - nonfinite, 1)).item()
+    return EpochStats(mean_loss, lr, seen / max(seconds, 1e-9), seconds, step - first_step, skipped, nonfinite)
 
 
 @torch.no_grad()

@@ -54,6 +54,7 @@ def check_config(cfg: Config) -> None:
          "train.batch_per_device must be even when Mixup or CutMix is on (timm mixes a batch with its flip).")
     need(len(cfg.aug.scale) == 2 and len(cfg.aug.ratio) == 2, "aug.scale and aug.ratio take two numbers each.")
     need(0 < cfg.data.test_crop_pct <= 1, "data.test_crop_pct must be in (0, 1].")
+    need(cfg.train.nonfinite in ("stop", "skip"), "train.nonfinite must be 'stop' or 'skip'.")
     need(cfg.model.num_classes > 1, "model.num_classes must be at least 2.")
 
 

@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 METRIC_FIELDS = ["epoch", "train_loss", "lr", "val_top1", "val_top5", "ema_top1", "images_per_sec",
-                 "epoch_seconds", "skipped_images"]
+                 "epoch_seconds", "skipped_images", "nonfinite_steps", "note"]
 
 
 class Progress:
@@ -25,6 +25,10 @@ class Progress:
             self.bar = tqdm(total=total_steps, initial=first_step, desc=f"epoch {epoch + 1}/{epochs}",
                             leave=False, dynamic_ncols=True)
         self.last_step = first_step
+
+    def due(self, step: int) -> bool:
+        """Whether this step shows progress (the caller then reads the loss, which waits for the device)."""
+        return self.enabled and (step % self.every == 0 or step == self.total)
 
     def step(self, step: int, loss_fn, lr: float, images: int) -> None:
         if not self.enabled:

@@ -18,7 +18,7 @@ from rsb.data.batch import DeviceBatch
 from rsb.data.loader import TrainLoader, eval_loader, imagenet_splits
 from rsb.data.sample import ensure_sample_dataset
 from rsb.data.sampler import seed_for
-from rsb.engine import evaluate, train_one_epoch
+from rsb.engine import NonFiniteLoss, evaluate, train_one_epoch
 from rsb.errors import UserError
 from rsb.loss import create_loss
 from rsb.model import create_model, load_state_dict_checked, unwrap
@@ -177,10 +177,13 @@ class Trainer:
             self.model = torch.compile(self.model)
 
     def _maybe_resume(self) -> None:
-        path = self.env.resume or checkpoint.find_resume(self.out)
-        if path is None:
-            return
-        ckpt = checkpoint.load(path)
+        if self.env.resume is not None:
+            path, ckpt = self.env.resume, checkpoint.load(self.env.resume)
+        else:
+            found = checkpoint.find_resume(self.out)  # last.pt, or an older one if it is unreadable
+            if found is None:
+                return
+            path, ckpt = found
         load_state_dict_checked(self.model, ckpt["model"], f"checkpoint {path}")
         old = ckpt.get("config", {})
         changed = [f"{s}.{k}" for s, v in to_dict(self.cfg).items() if isinstance(v, dict)
@@ -201,21 +204,26 @@ class Trainer:
         self.log(f"resumed from {path}: continuing at {where} (global step {self.step})")
 
     # ---- checkpoints ----------------------------------------------------------------------------------------
-    def _state(self, epoch: int, epoch_step: int) -> dict:
+    def _state(self, epoch: int, epoch_step: int, step: int) -> dict:
         return {
             "model": unwrap(self.model).state_dict(), "optimizer": self.optimizer.state_dict(),
             "scaler": self.scaler.state_dict() if self.scaler else None,
             "ema": self.ema.module.state_dict() if self.ema else None,
-            "epoch": epoch, "epoch_step": epoch_step, "step": self.step, "best": dict(self.best),
+            "epoch": epoch, "epoch_step": epoch_step, "step": step, "best": dict(self.best),
             "config": to_dict(self.cfg), "derived": derived_dict(self.derived), "rng": checkpoint.rng_state(),
             "model_name": self.cfg.model.name, "format": "rsb-1",
         }
 
-    def save(self, epoch: int, epoch_step: int = 0, is_best: bool = False) -> None:
+    def save(self, epoch: int, epoch_step: int = 0, is_best: bool = False, step: int | None = None) -> None:
+        """Checkpoint after `epoch` full epochs plus `epoch_step` steps of the next (global step `step`)."""
+        self._last_save = time.monotonic()
         if not self.main:
             return
-        state = self._state(epoch, epoch_step)
-        checkpoint.save_atomic(state, self.out / checkpoint.LAST)
+        params = unwrap(self.model).parameters()
+        if not all(torch.isfinite(p).all() for p in params):
+            raise NonFiniteLoss(self.step if step is None else step)  # never save non-finite weights
+        state = self._state(epoch, epoch_step, self.step if step is None else step)
+        checkpoint.save_atomic(state, self.out / checkpoint.LAST, keep_previous=True)
         if is_best:
             checkpoint.save_atomic(state, self.out / checkpoint.BEST)
         keep = self.cfg.train.keep_checkpoints
@@ -225,6 +233,18 @@ class Trainer:
                 old.unlink()
 
     # ---- the loop -------------------------------------------------------------------------------------------
+    def _after_step(self, epoch: int, steps_done: int) -> bool:
+        """After each optimizer step: a periodic mid-epoch checkpoint when due; True when a signal asks to stop."""
+        t = self.cfg.train
+        in_epoch = self.epoch_step + steps_done
+        if in_epoch < self.derived.steps_per_epoch:  # the epoch's end has its own checkpoint
+            by_steps = t.checkpoint_every_steps > 0 and (self.step + steps_done) % t.checkpoint_every_steps == 0
+            by_time = (t.checkpoint_every_minutes > 0
+                       and time.monotonic() - self._last_save >= 60 * t.checkpoint_every_minutes)
+            if by_steps or by_time:
+                self.save(epoch, in_epoch, step=self.step + steps_done)
+        return self._stop_requested()
+
     def _stop_requested(self) -> bool:
         flag = self.stop.signum is not None
         if self.dist.distributed:
@@ -243,6 +263,8 @@ class Trainer:
         cfg, d, der = self.cfg, self.dist, self.derived
         if self.main:
             self.out.mkdir(parents=True, exist_ok=True)
+            for stale in self.out.glob(".*.tmp*"):  # left by a write that was killed
+                stale.unlink(missing_ok=True)
             (self.out / "resolved.yaml").write_text(to_yaml(resolved_document(cfg, der, self.env)))
         self.log(f"run folder {self.out}; {d.world_size} process(es) on {d.device.type}; "
                  f"{der.train_images} train images, {der.steps_per_epoch} steps/epoch, {cfg.sched.epochs} epochs")
@@ -253,6 +275,7 @@ class Trainer:
         amp = self._amp_dtype()
         seen_total, skipped_total = 0, 0
         started = time.perf_counter()
+        self._last_save = time.monotonic()
         self.stop.install()
         try:
             for epoch in range(self.start_epoch, cfg.sched.epochs):
@@ -262,12 +285,18 @@ class Trainer:
                 batches = self.train_loader.epoch(epoch, start_sample=first)
                 progress = Progress(self.main and not self.env.quiet, der.total_steps, self.step,
                                     cfg.train.log_every, epoch, cfg.sched.epochs)
-                stats = train_one_epoch(
-                    self.model, batches, self.prep_train, self.loss_fn, self.optimizer, self.schedule,
-                    device=d.device, first_step=self.step, steps=der.steps_per_epoch - self.epoch_step,
-                    accum_steps=der.accum_steps, amp_dtype=amp, scaler=self.scaler, clip_grad=self.clip,
-                    ema=self.ema, progress=progress, world_size=d.world_size,
-                    stop_requested=self._stop_requested)
+                try:
+                    stats = train_one_epoch(
+                        self.model, batches, self.prep_train, self.loss_fn, self.optimizer, self.schedule,
+                        device=d.device, first_step=self.step, steps=der.steps_per_epoch - self.epoch_step,
+                        accum_steps=der.accum_steps, amp_dtype=amp, scaler=self.scaler, clip_grad=self.clip,
+                        ema=self.ema, progress=progress, world_size=d.world_size,
+                        skip_nonfinite=cfg.train.nonfinite == "skip",
+                        after_step=lambda done, epoch=epoch: self._after_step(epoch, done))
+                except NonFiniteLoss as e:
+                    self.metrics.append({"epoch": epoch + 1, "train_loss": "nan", "nonfinite_steps": 1,
+                                         "note": f"stopped: non-finite loss at step {e.step}"})
+                    raise
                 progress.close()
                 self.step += stats.steps
                 seen_total += stats.steps * der.accum_steps * der.batch_per_device
@@ -314,7 +343,7 @@ class Trainer:
                "val_top1": round(val["top1"], 3) if val else "", "val_top5": round(val["top5"], 3) if val else "",
                "ema_top1": round(ema_val["top1"], 3) if ema_val else "",
                "images_per_sec": round(stats.images_per_sec, 1), "epoch_seconds": round(stats.seconds, 1),
-               "skipped_images": stats.skipped_images}
+               "skipped_images": stats.skipped_images, "nonfinite_steps": stats.nonfinite_skipped}
         self.metrics.append(row)
         self.save(epoch + 1, 0, is_best)
         if self.main:

@@ -118,7 +118,7 @@ def test_failure_mid_write_keeps_previous(tmp_path, monkeypatch):
         raise RuntimeError("disk full")
 
     monkeypatch.setattr(torch, "save", failing_save)
-    with pytest.raises(RuntimeError, match="disk full"):
+    with pytest.raises(UserError, match="could not write checkpoint .*disk full"):
         save_atomic(sample_ckpt(2), p)
     monkeypatch.setattr(torch, "save", real_save)
     assert p.read_bytes() == before
@@ -185,7 +185,69 @@ def test_rng_state_through_checkpoint_module(tmp_path):
 def test_find_resume(tmp_path):
     assert find_resume(tmp_path) is None
     save_atomic(sample_ckpt(), tmp_path / checkpoint.LAST)
-    assert find_resume(tmp_path) == tmp_path / "last.pt"
+    path, ckpt = find_resume(tmp_path)
+    assert path == tmp_path / "last.pt" and ckpt["epoch"] == 1
+
+
+def test_saving_again_keeps_the_previous_as_prev(tmp_path):
+    first, second = sample_ckpt(), {**sample_ckpt(), "epoch": 2}
+    save_atomic(first, tmp_path / checkpoint.LAST, keep_previous=True)
+    save_atomic(second, tmp_path / checkpoint.LAST, keep_previous=True)
+    assert load(tmp_path / "last.pt")["epoch"] == 2 and load(tmp_path / "prev.pt")["epoch"] == 1
+
+
+def test_flipped_byte_is_caught_by_the_digest(tmp_path):
+    p = tmp_path / "c.pt"
+    ckpt = {"model": {"w": torch.zeros(4096)}, "epoch": 1}
+    save_atomic(ckpt, p)
+    data = bytearray(p.read_bytes())
+    pos = data.find(b"\x00" * 4096)  # inside the tensor's bytes (torch.load alone does not notice a flip)
+    assert pos > 0
+    data[pos + 100] ^= 0x40
+    p.write_bytes(bytes(data))
+    with pytest.raises(UserError, match="corrupt"):
+        load(p)
+
+
+@pytest.mark.parametrize("damage", ["truncate", "flip"])
+def test_unreadable_last_falls_back_to_prev(tmp_path, damage, capsys):
+    save_atomic({**sample_ckpt(), "epoch": 1}, tmp_path / checkpoint.LAST, keep_previous=True)
+    save_atomic({**sample_ckpt(), "epoch": 2}, tmp_path / checkpoint.LAST, keep_previous=True)
+    last = tmp_path / "last.pt"
+    data = bytearray(last.read_bytes())
+    if damage == "truncate":
+        data = data[: len(data) // 2]
+    else:
+        t = load(last)["model"]["w"]
+        pos = bytes(data).find(t.numpy().tobytes())
+        data[pos] ^= 0xFF
+    last.write_bytes(bytes(data))
+    path, ckpt = find_resume(tmp_path)
+    assert path == tmp_path / "prev.pt" and ckpt["epoch"] == 1
+    assert "last.pt" in capsys.readouterr().err
+
+
+def test_no_loadable_checkpoint_is_a_clear_error(tmp_path):
+    (tmp_path / "last.pt").write_bytes(b"garbage")
+    with pytest.raises(UserError, match="no checkpoint .* can be loaded"):
+        find_resume(tmp_path)
+
+
+def test_full_disk_during_write_keeps_the_old_checkpoint(tmp_path, monkeypatch):
+    import errno
+    save_atomic(sample_ckpt(), tmp_path / checkpoint.LAST, keep_previous=True)
+    real_save = torch.save
+
+    def full_disk(obj, f, *a, **k):
+        f.write(b"partial")
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(torch, "save", full_disk)
+    with pytest.raises(UserError, match="No space left on device.*free disk space"):
+        save_atomic({**sample_ckpt(), "epoch": 9}, tmp_path / checkpoint.LAST, keep_previous=True)
+    monkeypatch.setattr(torch, "save", real_save)
+    assert load(tmp_path / "last.pt")["epoch"] == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["last.pt"]
 
 
 @pytest.fixture(scope="module")

@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import hashlib
 import os
+import random
 import sys
 from pathlib import Path
 
 import numpy as np
+import torch
 from PIL import Image
 
 from rsb.errors import UserError
@@ -99,6 +101,13 @@ def load_rgb(path: Path) -> Image.Image:
     return img.convert("RGB")
 
 
+def _seed_augmentation(seed: int) -> None:
+    # timm's transforms draw from the global python, numpy and torch generators.
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
 class ImageFolderDataset:
     """Map-style dataset over an ImageFolderIndex. Items are (image, label, skipped), where `skipped` counts the
     unreadable files passed over to produce this item, so the training loop can total and bound them."""
@@ -111,7 +120,11 @@ class ImageFolderDataset:
     def __len__(self) -> int:
         return len(self.index)
 
-    def __getitem__(self, i: int):
+    def __getitem__(self, item):
+        i = item
+        if isinstance(item, tuple):  # (index, sample seed) from SeededSampler
+            i, sample_seed = item
+            _seed_augmentation(sample_seed)
         for skipped in range(min(len(self), 100)):
             j = (i + skipped) % len(self)
             path = self.index.path(j)

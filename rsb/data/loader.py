@@ -6,7 +6,7 @@ from torch.utils.data import DataLoader
 
 from rsb.config import Config
 from rsb.data.folder import ImageFolderDataset, ImageFolderIndex
-from rsb.data.sampler import RepeatedAugSampler, seed_for
+from rsb.data.sampler import RepeatedAugSampler, SeededSampler, seed_for
 from rsb.data.transforms import collate_uint8, eval_transform, train_transform
 from rsb.errors import UserError
 
@@ -29,8 +29,9 @@ def imagenet_splits(root) -> tuple[ImageFolderIndex, ImageFolderIndex]:
 
 
 class TrainLoader:
-    """A DataLoader whose sampler order and worker seeds are set per epoch from (seed, epoch, rank), so a run
-    resumed at an epoch boundary sees exactly the data and augmentations of an uninterrupted one."""
+    """A DataLoader whose order is set per epoch from (seed, epoch, rank) and whose every sample's augmentation
+    is seeded by its position in the epoch, so a resumed run (at an epoch boundary or mid-epoch, with any number
+    of workers) sees exactly the data and augmentations of an uninterrupted one."""
 
     def __init__(self, cfg: Config, index: ImageFolderIndex, rank: int, world: int, workers: int,
                  pin_memory: bool):
@@ -39,9 +40,9 @@ class TrainLoader:
         self.sampler = RepeatedAugSampler(len(dataset), world, rank, cfg.aug.repeated_aug, cfg.train.seed)
         self.generator = torch.Generator()
         self.loader = DataLoader(
-            dataset, batch_size=cfg.train.batch_per_device, sampler=self.sampler, num_workers=workers,
+            dataset, batch_size=cfg.train.batch_per_device, sampler=SeededSampler(self.sampler), num_workers=workers,
             collate_fn=collate_uint8, pin_memory=pin_memory, drop_last=True, generator=self.generator,
-            persistent_workers=False)  # fresh workers per epoch take their seeds from the reseeded generator
+            persistent_workers=False)
 
     def epoch(self, epoch: int, start_sample: int = 0):
         self.sampler.set_epoch(epoch, start_sample)

@@ -53,3 +53,22 @@ class RepeatedAugSampler(Sampler[int]):
 
     def __len__(self) -> int:
         return self.per_rank - self.start
+
+
+class SeededSampler(Sampler):
+    """Wraps a sampler to yield (index, sample seed) pairs; the seed depends on (run seed, epoch, position in
+    this process's epoch). The dataset seeds its augmentation with it, so an image's augmentation does not
+    depend on which worker decodes it or on where a resumed run restarted: resuming mid-epoch reproduces the
+    uninterrupted run exactly."""
+
+    def __init__(self, sampler: RepeatedAugSampler):
+        self.sampler = sampler
+
+    def __iter__(self):
+        s = self.sampler
+        base = seed_for(s.seed, s.epoch, s.rank, 2)
+        for pos, index in enumerate(s.indices()[s.start:], start=s.start):
+            yield index, (base + pos) % 2**63
+
+    def __len__(self) -> int:
+        return len(self.sampler)

@@ -1,0 +1,5 @@
+import sys
+
+from rsb.sweep.cli import main
+
+sys.exit(main())

@@ -1,0 +1,111 @@
+"""The job function: train one seed in the process it runs in, as one rank of a DDP run when the job has
+several tasks. The same object runs under Slurm (submitit pickles it into the job), under the local runner
+(`python -m rsb.sweep job OUT SEED`) and by hand.
+
+Preemption and time limits: submitit asks for a signal (USR2) shortly before Slurm stops a job. The trainer
+catches it, finishes its step, writes a mid-epoch last.pt and exits with 128 + signal; the job then re-raises
+the signal into submitit's own handler (the trainer restores it on the way out), which calls checkpoint() and
+requeues the job. The requeued job builds the same config, and the trainer resumes from the run folder.
+"""
+from __future__ import annotations
+
+import os
+import re
+import signal
+from pathlib import Path
+
+from rsb.sweep import runfiles
+from rsb.sweep.seeds import run_dir_name
+
+
+def master_port(job_id: str) -> int:
+    """A port every task of one job derives alike, different between concurrent jobs (same rule as
+    rsb.distributed uses under plain srun)."""
+    digits = re.sub(r"\D", "", str(job_id)) or "0"
+    return 20000 + int(digits) % 20000
+
+
+def ddp_environment(env) -> dict[str, str]:
+    """torch.distributed's variables from a submitit JobEnvironment, for rsb.distributed.init to read."""
+    return {"RANK": str(env.global_rank), "WORLD_SIZE": str(env.num_tasks), "LOCAL_RANK": str(env.local_rank),
+            "MASTER_ADDR": str(env.hostnames[0]), "MASTER_PORT": str(master_port(env.raw_job_id))}
+
+
+def default_workers(cpu_share: int = 1) -> int:
+    """Loader processes per training process: its share of the CPUs, at most 8 (train.py's rule)."""
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    if os.environ.get("SLURM_CPUS_PER_TASK"):  # affinity may show the whole node when Slurm does not bind
+        cpus = min(cpus, int(os.environ["SLURM_CPUS_PER_TASK"]))
+    else:
+        cpus //= max(1, cpu_share)
+    return max(1, min(8, cpus))
+
+
+class SeedJob:
+    """One seed's training. Holds everything it needs (not a path to sweep.json), so a requeued job runs
+    exactly what was submitted even if the sweep folder is relaunched with other executor settings."""
+
+    def __init__(self, sweep_dir: str, seed: int, recipe: str, overrides: list[str], data: str | None,
+                 workers: int | None = None, device: str = "auto", cpu_share: int = 1):
+        self.params = dict(sweep_dir=str(sweep_dir), seed=int(seed), recipe=recipe, overrides=list(overrides),
+                           data=data, workers=workers, device=device, cpu_share=int(cpu_share))
+
+    @classmethod
+    def from_spec(cls, spec, out: Path, seed: int, cpu_share: int = 1) -> "SeedJob":
+        return cls(str(Path(out).resolve()), seed, spec.recipe, spec.overrides, spec.data,
+                   spec.executor.workers, spec.executor.device, cpu_share)
+
+    @property
+    def run_dir(self) -> Path:
+        return Path(self.params["sweep_dir"]) / run_dir_name(self.params["seed"])
+
+    def _environment(self) -> tuple[int, int, str, int | None]:
+        """Set rank variables for rsb.distributed; (rank, world size, job id, submitit's requeue signal or
+        None)."""
+        if os.environ.get("SUBMITIT_EXECUTOR"):
+            import submitit
+            env = submitit.JobEnvironment()
+            os.environ.update(ddp_environment(env))
+            return env.global_rank, env.num_tasks, env.job_id, env._usr_sig()
+        # A single process: also shields the run from rank variables of an enclosing torchrun or srun.
+        os.environ.update(RANK="0", WORLD_SIZE="1", LOCAL_RANK="0")
+        return 0, 1, f"local:{os.getpid()}", None
+
+    def __call__(self) -> dict:
+        from rsb.sweep.spec import seed_config
+        from rsb.trainer import RunEnv, train
+        p = self.params
+        rank, world, job_id, requeue_signal = self._environment()
+        run_dir = self.run_dir
+        if rank == 0:
+            run_dir.mkdir(parents=True, exist_ok=True)
+            runfiles.retire_failed(run_dir)
+            runfiles.write_running(run_dir, job_id, world)
+        try:
+            cfg = seed_config(p["recipe"], p["overrides"], p["data"] is None, p["seed"])
+            workers = p["workers"] if p["workers"] is not None else default_workers(p["cpu_share"])
+            env = RunEnv(data=Path(p["data"]) if p["data"] else None, output=run_dir, workers=workers,
+                         device=p["device"])
+            return train(cfg, env)
+        except SystemExit as e:
+            if requeue_signal is not None and e.code == 128 + requeue_signal:
+                signal.raise_signal(requeue_signal)  # submitit's handler: checkpoint() and requeue (rank 0)
+            raise
+        except KeyboardInterrupt:
+            raise
+        except BaseException as e:
+            if runfiles.read_failed(run_dir) is None:  # the first error of the job's ranks: the cause, usually
+                runfiles.write_failed(run_dir, e, job_id, rank)
+            raise
+        finally:
+            if rank == 0:
+                runfiles.clear_running(run_dir)
+
+    def checkpoint(self, *args, **kwargs):
+        """Called by submitit on preemption or timeout: resubmit the same seed; the trainer's last.pt (saved
+        when it caught the signal) is where the new job resumes."""
+        from submitit.helpers import DelayedSubmission
+        return DelayedSubmission(type(self)(**self.params))
+
+    def __repr__(self) -> str:
+        return f"SeedJob(seed={self.params['seed']}, run_dir={self.run_dir})"

@@ -1,0 +1,131 @@
+"""The sweep definition kept in <out>/sweep.json, so status and report need only the folder, and a relaunch
+into the same folder can be checked against what was launched there before."""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from rsb.config import Config, to_dict
+from rsb.errors import UserError
+
+FORMAT = "rsb-sweep-1"
+SPEC_NAME = "sweep.json"
+
+
+@dataclass
+class Executor:
+    """Where and how jobs run: environment, free to change between launches (unlike the definition)."""
+    cluster: str = "local"           # "local" or "slurm" (resolved from --cluster auto)
+    partition: str | None = None
+    nodes: int = 1
+    gpus_per_node: int = 8
+    cpus_per_task: int = 10
+    mem_gb: float | None = None
+    timeout_min: int = 1440
+    max_parallel: int | None = None  # None: 1 locally, no limit (submitit's 256) on Slurm
+    workers: int | None = None       # loader processes per training process; None: from the CPUs available
+    device: str = "auto"
+
+
+@dataclass
+class SweepSpec:
+    recipe: str                      # a recipe name, or the absolute path of a recipe file
+    seeds: list[int]
+    overrides: list[str]
+    data: str | None                 # None: the built-in sample data at sample scale
+    imagenet_v2: str | None
+    epochs: int                      # sched.epochs after overrides: a seed is finished at this epoch
+    config: dict = field(default_factory=dict)  # the resolved recipe with train.seed removed
+    executor: Executor = field(default_factory=Executor)
+
+    @property
+    def sample(self) -> bool:
+        return self.data is None
+
+
+def normalize_recipe(recipe: str) -> str:
+    """Names stay names; a recipe file is kept by absolute path, so jobs started elsewhere find it."""
+    p = Path(recipe)
+    return str(p.resolve()) if p.suffix else recipe
+
+
+def seed_config(recipe: str, overrides: list[str], sample: bool, seed: int) -> Config:
+    from rsb.trainer import build_config
+    return build_config(recipe, list(overrides) + [f"train.seed={seed}"], sample)
+
+
+def check_overrides(overrides: list[str]) -> None:
+    for o in overrides:
+        if o.split("=", 1)[0].strip() == "train.seed":
+            raise UserError(f"the sweep sets train.seed itself (one run per seed); remove the override '{o}' "
+                            f"and choose the seeds with --seeds.")
+
+
+def definition_config(cfg: Config) -> dict:
+    d = to_dict(cfg)
+    d["train"] = {k: v for k, v in d["train"].items() if k != "seed"}
+    return d
+
+
+def make_spec(recipe: str, seeds: list[int], overrides: list[str], data: str | Path | None,
+              imagenet_v2: str | Path | None, executor: Executor) -> SweepSpec:
+    """Check the definition by building the first seed's config (a bad recipe or override fails here, before
+    anything is submitted)."""
+    check_overrides(overrides)
+    recipe = normalize_recipe(recipe)
+    cfg = seed_config(recipe, overrides, data is None, seeds[0])
+    return SweepSpec(recipe=recipe, seeds=list(seeds), overrides=list(overrides),
+                     data=str(Path(data).resolve()) if data is not None else None,
+                     imagenet_v2=str(Path(imagenet_v2).resolve()) if imagenet_v2 is not None else None,
+                     epochs=cfg.sched.epochs, config=definition_config(cfg), executor=executor)
+
+
+def _diff(old: dict, new: dict, prefix: str = "") -> list[str]:
+    keys = []
+    for k in sorted(set(old) | set(new)):
+        a, b = old.get(k), new.get(k)
+        if isinstance(a, dict) and isinstance(b, dict):
+            keys += _diff(a, b, f"{prefix}{k}.")
+        elif a != b:
+            keys.append(f"{prefix}{k}")
+    return keys
+
+
+def merge(old: SweepSpec, new: SweepSpec, out: Path) -> SweepSpec:
+    """A relaunch must run the same study: same recipe, data and resolved config. Seeds are added to the sweep
+    and the executor settings are the new ones."""
+    changed = [name for name in ("recipe", "data", "imagenet_v2") if getattr(old, name) != getattr(new, name)]
+    changed += _diff(old.config, new.config)
+    if changed:
+        shown = ", ".join(changed[:6]) + (", ..." if len(changed) > 6 else "")
+        raise UserError(f"{out} holds a sweep with other settings (these differ: {shown}); relaunch it with the "
+                        f"same recipe, data and overrides, or use another --out.")
+    return dataclasses.replace(new, seeds=sorted(set(old.seeds) | set(new.seeds)), overrides=old.overrides)
+
+
+def save(spec: SweepSpec, out: Path) -> Path:
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / SPEC_NAME
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    tmp.write_text(json.dumps({"format": FORMAT, **dataclasses.asdict(spec)}, indent=2) + "\n")
+    os.replace(tmp, path)
+    return path
+
+
+def load(out: str | Path) -> SweepSpec:
+    out = Path(out)
+    path = out / SPEC_NAME
+    if not path.is_file():
+        raise UserError(f"{out} is not a sweep folder (no {SPEC_NAME}); start one with "
+                        f"'python -m rsb.sweep launch --out {out} ...'.")
+    try:
+        doc = json.loads(path.read_text())
+        if doc.pop("format", None) != FORMAT:
+            raise ValueError(f"not a {FORMAT} file")
+        doc["executor"] = Executor(**doc.get("executor", {}))
+        return SweepSpec(**doc)
+    except (ValueError, TypeError) as e:
+        raise UserError(f"{path} is not a readable sweep definition ({e}); launch into a new --out.") from None

@@ -1,0 +1,71 @@
+"""A local sweep end to end at tiny scale: launch two seeds (two at a time), status, report, relaunch, and a
+second report that reuses the cached scores and notes a failed seed as a partial sweep."""
+from __future__ import annotations
+
+import csv
+import json
+
+from _tiny import TINY_OVERRIDES, tiny_data
+
+from rsb.sweep import cli
+
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+def test_local_sweep_end_to_end(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    data = tiny_data(tmp_path / "sample")
+    out = tmp_path / "sweep"
+    launch = ["launch", "--recipe", "a2", "--seeds", "1-2", "--out", str(out), "--cluster", "local",
+              "--data", str(data), "--imagenet-v2", str(data / "v2"), "--workers", "0", "--max-parallel", "2",
+              *TINY_OVERRIDES]
+    assert cli.main(launch) == 0
+    text = capsys.readouterr().out
+    assert "seed 1: finished" in text and "seed 2: finished" in text
+
+    assert cli.main(["status", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "total: 2 finished" in text and "2/2" in text
+
+    assert cli.main(["report", str(out), "--workers", "0", "--device", "cpu"]) == 0
+    text = capsys.readouterr().out
+    assert "2 of 2 seeds finished" in text and "std" in text and "ddof=1" in text
+    assert "2 distinct data orders among 2 seeds, 2 distinct train losses among 2" in text
+    report = out / "report"
+    with open(report / "seeds.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert [r["seed"] for r in rows] == ["1", "2"]
+    for r in rows:
+        assert 0 <= float(r["val_top1"]) <= 100 and 0 <= float(r["v2_top1"]) <= 100
+        assert float(r["gap"]) == round(float(r["val_top1"]) - float(r["v2_top1"]), 3)
+    assert rows[0]["first_epoch_loss"] != rows[1]["first_epoch_loss"]   # different seeds, different runs
+    assert rows[0]["data_order"] != rows[1]["data_order"]
+    doc = json.loads((report / "report.json").read_text())
+    val = doc["analysis"]["statistics"]["val_top1"]
+    assert val["n"] == 2 and val["mean"] == sum(float(r["val_top1"]) for r in rows) / 2
+    # The final epoch's scores (last.pt), equal to what the trainer measured on val at its last epoch.
+    summary = json.loads((out / "seed_0001" / "summary.json").read_text())
+    assert float(rows[0]["val_top1"]) == summary["final_val_top1"]
+    assert "| seed | val_top1 |" in (report / "seeds.md").read_text()
+    assert "std (ddof=1)" in (report / "report.md").read_text()
+    for name in ("hist_val_top1.png", "hist_v2_top1.png", "val_vs_v2.png", "curves.png"):
+        data_png = (report / name).read_bytes()
+        assert data_png[:8] == PNG and len(data_png) > 1000, name
+
+    # Relaunching the same command submits nothing.
+    assert cli.main(launch) == 0
+    assert "skipping 2 finished seed(s): 1-2" in capsys.readouterr().out
+
+    # A third seed that failed: the report is marked partial and names it; the two scores come from the cache.
+    spec = json.loads((out / "sweep.json").read_text())
+    spec["seeds"] = [1, 2, 3]
+    (out / "sweep.json").write_text(json.dumps(spec))
+    (out / "seed_0003").mkdir()
+    (out / "seed_0003" / "FAILED.json").write_text(json.dumps({"type": "RuntimeError", "message": "CUDA OOM"}))
+    cache = sorted((report / "scores").glob("seed_*.json"))
+    stamps = [p.stat().st_mtime_ns for p in cache]
+    assert cli.main(["report", str(out), "--workers", "0", "--device", "cpu"]) == 0
+    text = capsys.readouterr().out
+    assert "all 2 seed(s) scored before" in text and "PARTIAL" in text
+    assert "1 failed seed(s): 3" in text and "seed 3 failed: RuntimeError: CUDA OOM" in text
+    assert [p.stat().st_mtime_ns for p in cache] == stamps
