@@ -21,7 +21,8 @@ def parse_args(argv=None):
     p.add_argument("--output", type=Path, help="run folder (default runs/<recipe>[-sample]); an existing "
                                                 "run there is resumed")
     p.add_argument("--resume", type=Path, help="resume from this checkpoint instead of the run folder's last.pt")
-    p.add_argument("--workers", type=int, default=None, help="loader processes per device (default: CPUs/device, max 8)")
+    p.add_argument("--workers", type=int, default=None,
+                   help="loader processes per device (default: CPUs per device, at most 8)")
     p.add_argument("--device", default="auto", help="auto (CUDA if present), cpu, cuda or cuda:N")
     p.add_argument("--print-config", action="store_true", help="print the resolved configuration and exit")
     p.add_argument("--quiet", action="store_true", help="no progress output")

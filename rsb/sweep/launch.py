@@ -60,6 +60,8 @@ def launch(recipe: str, seeds: list[int], out: Path, data, imagenet_v2, override
     """Exit status: 0 when everything submitted was submitted (Slurm) or finished (local), 1 otherwise."""
     out = Path(out)
     executor.cluster = resolve_cluster(executor.cluster)
+    if executor.cluster == "slurm" and not dry_run:
+        slurm.check_ready()
     _check_paths(data, imagenet_v2)
     new = sweepspec.make_spec(recipe, seeds, overrides, data, imagenet_v2, executor)
     if (out / sweepspec.SPEC_NAME).is_file():

@@ -31,15 +31,21 @@ def executor_parameters(ex: Executor, name: str, extra: dict | None = None) -> d
     return {k: v for k, v in params.items() if v is not None}
 
 
-def make_executor(out: Path, ex: Executor, name: str, extra: dict | None = None):
+def check_ready() -> None:
+    """Fail before anything is written when Slurm cannot be used from here."""
     try:
-        import submitit
+        import submitit  # noqa: F401
     except ImportError:
         raise UserError("submitting to Slurm needs submitit: pip install -e '.[slurm]' "
                         "(or pass --cluster local).") from None
     if not slurm_available():
         raise UserError("--cluster slurm, but sbatch/srun are not on PATH; run on a Slurm login node or pass "
                         "--cluster local.")
+
+
+def make_executor(out: Path, ex: Executor, name: str, extra: dict | None = None):
+    check_ready()
+    import submitit
     executor = submitit.AutoExecutor(folder=Path(out).resolve() / LOG_FOLDER / "%j", cluster="slurm")
     executor.update_parameters(**executor_parameters(ex, name, extra))
     return executor
