@@ -120,8 +120,8 @@ class Trainer:
         root = self.env.data
         if root is None:
             root = ensure_sample_dataset()
-            self.log(f"no --data given: built-in sample data at {root} (10 classes), sample scale from "
-                     f"{SAMPLE_SCALE_FILE.name}")
+            self.log(f"no --data given: built-in sample data at {root} (10 classes), at the sample scale of "
+                     f"{SAMPLE_SCALE_FILE.name}: {' '.join(sample_scale_overrides())}")
         train_idx, val_idx = imagenet_splits(root)
         if len(train_idx.classes) != self.cfg.model.num_classes:
             raise UserError(f"{root}/train has {len(train_idx.classes)} classes but model.num_classes is "
@@ -269,6 +269,7 @@ class Trainer:
         self.log(f"run folder {self.out}; {d.world_size} process(es) on {d.device.type}; "
                  f"{der.train_images} train images, {der.steps_per_epoch} steps/epoch, {cfg.sched.epochs} epochs")
         self.log(f"batch rule: {der.batch_rule_applied}")
+        self.log(f"resolved configuration: {self.out / 'resolved.yaml'}")
         if self.start_epoch >= cfg.sched.epochs:
             self.log("this run has already finished; nothing to do (use another --output for a new run)")
             return self._summary(0.0)

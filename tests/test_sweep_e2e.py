@@ -5,9 +5,12 @@ from __future__ import annotations
 import csv
 import json
 
+import pytest
 from _tiny import TINY_OVERRIDES, tiny_data
 
 from rsb.sweep import cli
+from rsb.sweep.job import SeedJob
+from rsb.sweep.spec import Executor, make_spec, save
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
@@ -69,3 +72,22 @@ def test_local_sweep_end_to_end(tmp_path, capsys, monkeypatch):
     assert "all 2 seed(s) scored before" in text and "PARTIAL" in text
     assert "1 failed seed(s): 3" in text and "seed 3 failed: RuntimeError: CUDA OOM" in text
     assert [p.stat().st_mtime_ns for p in cache] == stamps
+
+
+@pytest.mark.slow
+def test_submitit_job_trains_one_seed_as_ddp_across_its_tasks(tmp_path, monkeypatch):
+    """The job as Slurm runs it, through submitit's local executor with two tasks: each task sets its rank from
+    submitit's JobEnvironment and the two train one seed together (gloo on CPU)."""
+    submitit = pytest.importorskip("submitit")
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    data = tiny_data(tmp_path / "sample")
+    out = tmp_path / "sweep"
+    spec = make_spec("a2", [7], TINY_OVERRIDES, data, None, Executor(workers=0, device="cpu"))
+    save(spec, out)
+    executor = submitit.AutoExecutor(folder=tmp_path / "logs", cluster="local")
+    executor.update_parameters(tasks_per_node=2, timeout_min=10)
+    summaries = executor.submit(SeedJob.from_spec(spec, out, 7)).results()
+    assert len(summaries) == 2 and all(s["world_size"] == 2 and s["seed"] == 7 for s in summaries)
+    assert summaries[0]["final_epoch"] == 2  # rank 0 writes the run folder
+    assert json.loads((out / "seed_0007" / "summary.json").read_text())["world_size"] == 2
+    assert not (out / "seed_0007" / "RUNNING.json").exists()
