@@ -35,6 +35,7 @@ def main(argv=None) -> int:
     from rsb.errors import UserError
     try:
         from rsb import trainer
+        from rsb.distributed import default_workers
         sample = args.data is None
         cfg = trainer.build_config(args.recipe, args.overrides, sample)
         if args.print_config:
@@ -53,14 +54,6 @@ def main(argv=None) -> int:
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-
-
-def default_workers() -> int:
-    import os
-    from rsb.distributed import env_rank_world
-    _, world, _ = env_rank_world()
-    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    return max(1, min(8, cpus // max(1, world)))
 
 
 if __name__ == "__main__":

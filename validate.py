@@ -118,7 +118,7 @@ def run(args) -> int:
     if dist.device.type == "cuda":
         torch.backends.cudnn.benchmark = True
     if args.workers is None:
-        from train import default_workers
+        from rsb.distributed import default_workers
         args.workers = default_workers()
     batch = args.batch_size or (256 if dist.device.type == "cuda" else 64)
     sets_by_classes, rows = {}, []

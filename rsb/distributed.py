@@ -50,6 +50,17 @@ def env_rank_world() -> tuple[int, int, int]:
     return 0, 1, 0
 
 
+def usable_cpus() -> int:
+    """CPUs this process may run on (its affinity mask, which Slurm and taskset set), not the machine's count."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+def default_workers() -> int:
+    """Loader processes per device: this process's share of the CPUs, at most 8."""
+    _, world, _ = env_rank_world()
+    return max(1, min(8, usable_cpus() // max(1, world)))
+
+
 def pick_device(requested: str, local_rank: int) -> torch.device:
     if requested == "auto":
         requested = "cuda" if torch.cuda.is_available() else "cpu"

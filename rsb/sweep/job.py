@@ -14,6 +14,7 @@ import re
 import signal
 from pathlib import Path
 
+from rsb.distributed import usable_cpus
 from rsb.sweep import runfiles
 from rsb.sweep.seeds import run_dir_name
 
@@ -33,7 +34,7 @@ def ddp_environment(env) -> dict[str, str]:
 
 def default_workers(cpu_share: int = 1) -> int:
     """Loader processes per training process: its share of the CPUs, at most 8 (train.py's rule)."""
-    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    cpus = usable_cpus()
     if os.environ.get("SLURM_CPUS_PER_TASK"):  # affinity may show the whole node when Slurm does not bind
         cpus = min(cpus, int(os.environ["SLURM_CPUS_PER_TASK"]))
     else:

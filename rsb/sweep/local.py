@@ -17,6 +17,7 @@ import time
 from collections import deque
 from pathlib import Path
 
+from rsb.distributed import usable_cpus
 from rsb.sweep import jobs, runfiles
 from rsb.sweep.seeds import run_dir_name
 
@@ -38,7 +39,7 @@ def child_env(max_parallel: int, slot: int, gpus: list[str]) -> dict[str, str]:
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     env["PYTHONPATH"] = os.pathsep.join([str(PACKAGE_ROOT)] + [p for p in [env.get("PYTHONPATH")] if p])
     if "OMP_NUM_THREADS" not in os.environ:  # N trainings on C cores: C/N threads each, not C each
-        cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+        cpus = usable_cpus()
         env["OMP_NUM_THREADS"] = str(max(1, cpus // max_parallel))
     if gpus and max_parallel > 1:  # one GPU per concurrent seed, round robin
         env["CUDA_VISIBLE_DEVICES"] = gpus[slot % len(gpus)]
