@@ -19,9 +19,9 @@ def cpu_model() -> str:
 
 
 def machine_header(extra: str = "") -> str:
+    import PIL
     import timm
     import torch
-    import PIL
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     line = (f"machine: {cpu_model()}, {cores} cores usable, torch {torch.__version__} "
             f"({torch.get_num_threads()} threads), timm {timm.__version__}, Pillow {PIL.__version__}, "
@@ -35,9 +35,12 @@ def table(headers: list[str], rows: list[list]) -> str:
     widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
     out = ["| " + " | ".join(c.ljust(w) for c, w in zip(cells[0], widths)) + " |",
            "|" + "|".join("-" * (w + 2) for w in widths) + "|"]
+    def numeric(c: str) -> bool:
+        return bool(c) and (c[0].isdigit() or c[0] in "+-.") and not c[:1].isalpha()
+
     for r in cells[1:]:
-        out.append("| " + " | ".join(c.rjust(w) if i else c.ljust(w) for i, (c, w) in enumerate(zip(r, widths)))
-                   + " |")
+        out.append("| " + " | ".join(c.rjust(w) if i and numeric(c) else c.ljust(w)
+                                     for i, (c, w) in enumerate(zip(r, widths))) + " |")
     return "\n".join(out)
 
 

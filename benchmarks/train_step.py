@@ -33,7 +33,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import machine_header, table  # noqa: E402
+from _common import machine_header, table
 
 NUM_CLASSES = 1000
 MIXUP, CUTMIX = 0.1, 1.0      # A2
@@ -163,8 +163,8 @@ def main(argv=None) -> int:
     print(table(["training loop", "images/s (total)", "images/s (median round)", "rsb / timm"],
                 [["timm parts (reference)", f"{theirs:.1f}", f"{med['timm']:.1f}", "1.00"],
                  ["rsb train_one_epoch", f"{ours:.1f}", f"{med['rsb']:.1f}", f"{ours / theirs:.2f} (totals)"],
-                 ["paired per-round ratio", "", "", f"median {ratios[len(ratios) // 2]:.2f} "
-                                                    f"(range {ratios[0]:.2f}-{ratios[-1]:.2f})"]]))
+                 ["paired per-round ratio", "", "", (f"median {ratios[len(ratios) // 2]:.2f} "
+                                                     f"(range {ratios[0]:.2f}-{ratios[-1]:.2f})")]]))
     return 0
 
 

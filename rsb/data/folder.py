@@ -46,6 +46,7 @@ class ImageFolderIndex:
 
     def __init__(self, root: str | Path, use_cache: bool = True):
         self.root = Path(root)
+        self._root_str = str(self.root)
         if not self.root.is_dir():
             raise UserError(f"data folder {self.root} does not exist or is not a folder.")
         key = self._cache_key()
@@ -90,10 +91,15 @@ class ImageFolderIndex:
         return len(self.labels)
 
     def path(self, i: int) -> Path:
-        return self.root / bytes(self._paths[self._offsets[i]:self._offsets[i + 1]]).decode()
+        return Path(self.path_str(i))
+
+    def path_str(self, i: int) -> str:
+        # A plain string on the hot path: pathlib interns every path component it parses, so Path objects
+        # would make each worker keep every file name it ever touched.
+        return os.path.join(self._root_str, bytes(self._paths[self._offsets[i]:self._offsets[i + 1]]).decode())
 
 
-def load_rgb(path: Path) -> Image.Image:
+def load_rgb(path: str | Path) -> Image.Image:
     """Decode any image PIL reads (grayscale, CMYK, PNG data behind a .JPEG name) to RGB; raise on bad data."""
     with open(path, "rb") as f:
         img = Image.open(f)
@@ -102,10 +108,12 @@ def load_rgb(path: Path) -> Image.Image:
 
 
 def _seed_augmentation(seed: int) -> None:
-    # timm's transforms draw from the global python, numpy and torch generators.
+    # timm's transforms draw from the global python, numpy and torch (CPU) generators. Only the CPU generator is
+    # seeded: torch.manual_seed also queues a lazy CUDA seed with a formatted stack trace, ~0.4 ms per sample in a
+    # loader worker (benchmarks/input_pipeline.py); the CPU stream it gives is the same.
     random.seed(seed)
     np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
+    torch.default_generator.manual_seed(seed)
 
 
 class ImageFolderDataset:
@@ -127,7 +135,7 @@ class ImageFolderDataset:
             _seed_augmentation(sample_seed)
         for skipped in range(min(len(self), 100)):
             j = (i + skipped) % len(self)
-            path = self.index.path(j)
+            path = self.index.path_str(j)
             try:
                 img = load_rgb(path)
             except Exception as e:  # any decoder failure: report the path, use the next file
