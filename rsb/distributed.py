@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import datetime
 import os
+import re
 import subprocess
 from dataclasses import dataclass
 
@@ -37,6 +38,12 @@ def _slurm_master_addr() -> str:
         return nodes.split(",")[0].split("[")[0] or "127.0.0.1"
 
 
+def master_port_for_job(job_id: str) -> int:
+    """A port every task of one job derives alike, different between concurrent jobs."""
+    digits = re.sub(r"\D", "", str(job_id)) or "0"
+    return 20000 + int(digits) % 20000
+
+
 def env_rank_world() -> tuple[int, int, int]:
     """(rank, world_size, local_rank) from torchrun, else from Slurm tasks, else a single process."""
     if "WORLD_SIZE" in os.environ and "RANK" in os.environ:
@@ -44,7 +51,7 @@ def env_rank_world() -> tuple[int, int, int]:
     if int(os.environ.get("SLURM_NTASKS", "1")) > 1 and "SLURM_PROCID" in os.environ:
         rank, world = int(os.environ["SLURM_PROCID"]), int(os.environ["SLURM_NTASKS"])
         os.environ.setdefault("MASTER_ADDR", _slurm_master_addr())
-        os.environ.setdefault("MASTER_PORT", str(20000 + int(os.environ.get("SLURM_JOB_ID", "0")) % 20000))
+        os.environ.setdefault("MASTER_PORT", str(master_port_for_job(os.environ.get("SLURM_JOB_ID", "0"))))
         os.environ["RANK"], os.environ["WORLD_SIZE"] = str(rank), str(world)
         return rank, world, int(os.environ.get("SLURM_LOCALID", 0))
     return 0, 1, 0

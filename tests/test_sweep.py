@@ -14,7 +14,8 @@ import pytest
 from rsb.errors import UserError
 from rsb.sweep import cli, jobs, plots, runfiles, stats
 from rsb.sweep import spec as sweepspec
-from rsb.sweep.job import SeedJob, ddp_environment, master_port
+from rsb.distributed import master_port_for_job as master_port
+from rsb.sweep.job import SeedJob, ddp_environment
 from rsb.sweep.plan import plan_seeds
 from rsb.sweep.seeds import format_seeds, parse_seeds, run_dir_name
 from rsb.sweep.status import collect, format_table, seed_status

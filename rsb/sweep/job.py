@@ -10,26 +10,18 @@ requeues the job. The requeued job builds the same config, and the trainer resum
 from __future__ import annotations
 
 import os
-import re
 import signal
 from pathlib import Path
 
-from rsb.distributed import usable_cpus
+from rsb.distributed import master_port_for_job, usable_cpus
 from rsb.sweep import runfiles
 from rsb.sweep.seeds import run_dir_name
-
-
-def master_port(job_id: str) -> int:
-    """A port every task of one job derives alike, different between concurrent jobs (same rule as
-    rsb.distributed uses under plain srun)."""
-    digits = re.sub(r"\D", "", str(job_id)) or "0"
-    return 20000 + int(digits) % 20000
 
 
 def ddp_environment(env) -> dict[str, str]:
     """torch.distributed's variables from a submitit JobEnvironment, for rsb.distributed.init to read."""
     return {"RANK": str(env.global_rank), "WORLD_SIZE": str(env.num_tasks), "LOCAL_RANK": str(env.local_rank),
-            "MASTER_ADDR": str(env.hostnames[0]), "MASTER_PORT": str(master_port(env.raw_job_id))}
+            "MASTER_ADDR": str(env.hostnames[0]), "MASTER_PORT": str(master_port_for_job(env.raw_job_id))}
 
 
 def default_workers(cpu_share: int = 1) -> int:
