@@ -109,7 +109,8 @@ def test_interrupted_many_ways_ends_bitwise_equal_to_uninterrupted(data, tmp_pat
     code, log = _interrupt_at_step(cmd, 8, signal.SIGUSR1)
     assert code == 128 + signal.SIGUSR1, log
     mid = checkpoint.load(run / "last.pt")
-    assert mid["epoch"] == 1 and mid["epoch_step"] == 3 and mid["step"] == 8
+    # The signal lands during step 8's checkpoint or, on a slow machine, during step 9: the run stops after it.
+    assert mid["epoch"] == 1 and mid["step"] in (8, 9) and mid["epoch_step"] == mid["step"] - 5
     # 5. The same command finishes the run.
     res = _run(cmd)
     assert res.returncode == 0, res.stdout + res.stderr
