@@ -110,6 +110,9 @@ class Trainer:
         self.main = self.dist.is_main
         self.out = Path(env.output)
         self.stop = StopFlag()
+        self._stop_checks = 0                   # DDP: steps since the ranks last agreed on stopping
+        self._last_save = time.monotonic()      # for train.checkpoint_every_minutes
+        self.last_val: dict = {}                # the latest evaluation, for summary.json
 
     def log(self, msg: str) -> None:
         if self.main and not self.env.quiet:
@@ -250,7 +253,7 @@ class Trainer:
         if self.dist.distributed:
             # Every process must stop at the same step, so they agree through an all-reduce; every 10 steps
             # only, because reading its result waits for the device.
-            self._stop_checks = getattr(self, "_stop_checks", 0) + 1
+            self._stop_checks += 1
             if self._stop_checks % 10:
                 return False
             t = torch.tensor([float(flag)], device=self.dist.device)
@@ -362,7 +365,7 @@ class Trainer:
             "final_val_top1": float(final["val_top1"]) if final.get("val_top1") else None,
             "final_val_top5": float(final["val_top5"]) if final.get("val_top5") else None,
             "best_val_top1": self.best.get("top1"), "best_epoch": self.best.get("epoch"),
-            "val_images_scored": getattr(self, "last_val", {}).get("images"),
+            "val_images_scored": self.last_val.get("images"),
             "world_size": self.dist.world_size, "steps_per_epoch": self.derived.steps_per_epoch,
             "train_seconds_this_session": round(seconds, 1), "run_dir": str(self.out),
         }
