@@ -109,20 +109,27 @@ def train_one_epoch(model, batches, prep, loss_fn, optimizer, schedule, *, devic
     return EpochStats(mean_loss, lr, seen / max(seconds, 1e-9), seconds, step - first_step, skipped, nonfinite)
 
 
+def predict_top5(model, x: torch.Tensor, device: torch.device, amp_dtype=None) -> torch.Tensor:
+    """Class indices of the 5 highest logits per image (all classes when there are fewer)."""
+    with autocast(device, amp_dtype):
+        logits = model(x)
+    return logits.float().topk(min(5, logits.shape[1]), dim=1).indices
+
+
+def hit_counts(top5: torch.Tensor, targets: torch.Tensor) -> list[torch.Tensor]:
+    """[correct@1, correct@5, images] of one batch, as device tensors (no host synchronisation)."""
+    hits = top5.eq(targets.view(-1, 1))
+    return [hits[:, 0].sum(), hits.any(dim=1).sum(), torch.tensor(len(targets), device=top5.device)]
+
+
 @torch.no_grad()
-def evaluate(model, loader, prep, *, device, amp_dtype=None, progress=None) -> dict:
+def evaluate(model, loader, prep, *, device, amp_dtype=None) -> dict:
     """Top-1 and top-5 accuracy (%) over the loader, summed over processes (each scores its own share)."""
     model.eval()
     counts = torch.zeros(3, device=device, dtype=torch.float64)  # correct@1, correct@5, images
     for images, labels, _ in loader:
         x, y = prep(images, labels)
-        with autocast(device, amp_dtype):
-            logits = model(x)
-        top5 = logits.float().topk(min(5, logits.shape[1]), dim=1).indices
-        hits = top5.eq(y.view(-1, 1))
-        counts += torch.stack([hits[:, 0].sum(), hits.any(dim=1).sum(), torch.tensor(len(y), device=device)])
-        if progress is not None:
-            progress.eval_step(len(y))
+        counts += torch.stack(hit_counts(predict_top5(model, x, device, amp_dtype), y)).to(torch.float64)
     distributed.all_reduce_sum(counts)
     n = counts[2].item()
     return {"top1": 100.0 * counts[0].item() / max(n, 1), "top5": 100.0 * counts[1].item() / max(n, 1),

@@ -43,9 +43,6 @@ class Progress:
                   f"lr {lr:.4g} {rate:.1f} img/s", flush=True)
         self.last_step = step
 
-    def eval_step(self, n: int) -> None:
-        pass
-
     def close(self) -> None:
         if self.bar is not None:
             self.bar.close()

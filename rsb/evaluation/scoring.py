@@ -18,7 +18,7 @@ import torch
 from rsb import distributed
 from rsb.data.batch import DeviceBatch
 from rsb.data.loader import eval_loader
-from rsb.engine import autocast
+from rsb.engine import hit_counts, predict_top5
 from rsb.errors import UserError
 from rsb.evaluation.real_labels import real_hits
 
@@ -73,11 +73,8 @@ def _score_once(model, eval_set, settings, *, device, amp_dtype, batch_size, wor
     try:
         for images, idx, _ in loader:
             x, idx = prep(images, idx)
-            with autocast(device, amp_dtype):
-                logits = model(x)
-            top5 = logits.float().topk(min(5, logits.shape[1]), dim=1).indices
-            hits = top5.eq(labels[idx].view(-1, 1))
-            part = [hits[:, 0].sum(), hits.any(dim=1).sum(), torch.tensor(len(idx), device=device)]
+            top5 = predict_top5(model, x, device, amp_dtype)
+            part = hit_counts(top5, labels[idx])
             if real is not None:
                 h1, h5, scored = real_hits(top5, real[idx])
                 part += [h1.sum(), h5.sum(), scored.sum()]
