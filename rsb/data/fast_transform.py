@@ -1,0 +1,110 @@
+"""The training transform of timm, run on uint8 tensors: same random draws, same pixels (within a level).
+
+timm's chain (RandomResizedCrop, flip, RandAugment, to uint8 tensor) spends most of its time in two Pillow calls:
+the crop's antialiased bicubic resize (~1.3 ms per image at 224 on one core) and RandAugment's affine ops
+(~3.5 ms each time Rotate, Shear or Translate is drawn). Here the crop is resized by torch's uint8 antialiased
+kernel (the same filter as Pillow's, vectorised: ~0.25 ms) and RandAugment runs rsb.data.tensor_ops.
+
+Everything random is still drawn by timm's own objects, in timm's order, from the same generators: the crop
+box by timm's RandomResizedCropAndInterpolation.get_params, the flip by torch.rand(1) as torchvision's flip,
+RandAugment's op choice and magnitudes by timm's RandAugment and AugmentOp themselves (only each op's image
+function is swapped). So for a given seed the crop, flip, ops and magnitudes are exactly timm's, and
+tests/test_fast_transform.py checks the images agree.
+
+FastTrainTransform.from_timm() accepts only a chain it knows how to reproduce; for anything else (colour
+jitter, random interpolation, other auto-augment policies) it returns None and rsb keeps timm's transform.
+"""
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from timm.data.auto_augment import RandAugment
+from timm.data.transforms import MaybePILToTensor, RandomResizedCropAndInterpolation
+from torchvision import transforms as T
+from torchvision.transforms import InterpolationMode
+
+from rsb.data.tensor_ops import NAME_TO_TENSOR_OP
+
+_RESIZE_MODES = {InterpolationMode.BICUBIC: "bicubic", InterpolationMode.BILINEAR: "bilinear"}
+
+
+def _tensor_rand_augment(ra: RandAugment) -> RandAugment | None:
+    """A copy of timm's RandAugment whose ops call the tensor versions of their image functions."""
+    ops = []
+    for op in ra.ops:
+        fn = NAME_TO_TENSOR_OP.get(op.name)
+        if fn is None or isinstance(op.kwargs.get("resample"), (list, tuple)):
+            return None  # an op we do not have, or random interpolation (drawn per op by timm)
+        tensor_op = copy.copy(op)
+        tensor_op.aug_fn = fn
+        ops.append(tensor_op)
+    out = copy.copy(ra)
+    out.ops = ops
+    return out
+
+
+class FastTrainTransform:
+    """PIL image -> uint8 CHW tensor, distributed as timm's train transform it was built from."""
+
+    def __init__(self, crop: RandomResizedCropAndInterpolation, hflip: float, vflip: float,
+                 rand_augment: RandAugment | None):
+        self.crop = crop
+        self.mode = _RESIZE_MODES[crop.interpolation]
+        self.hflip, self.vflip = hflip, vflip
+        self.rand_augment = rand_augment
+
+    @classmethod
+    def from_timm(cls, chain: T.Compose) -> FastTrainTransform | None:
+        """Build from timm's create_transform(..., is_training=True, use_prefetcher=True) Compose, or None when
+        the chain holds a step this class does not reproduce."""
+        steps = list(chain.transforms)
+        if len(steps) < 2 or not isinstance(steps[0], RandomResizedCropAndInterpolation) \
+                or not isinstance(steps[-1], MaybePILToTensor):
+            return None
+        crop, steps = steps[0], steps[1:-1]
+        if crop.interpolation not in _RESIZE_MODES:
+            return None  # 'random' interpolation is a tuple; nearest and others are not worth a path
+        hflip = vflip = 0.0
+        rand_augment = None
+        for step in steps:
+            if isinstance(step, T.RandomHorizontalFlip) and not hflip and rand_augment is None:
+                hflip = step.p
+            elif isinstance(step, T.RandomVerticalFlip) and not vflip and rand_augment is None:
+                vflip = step.p
+            elif isinstance(step, RandAugment) and rand_augment is None:
+                rand_augment = _tensor_rand_augment(step)
+                if rand_augment is None:
+                    return None
+            else:
+                return None
+        return cls(crop, hflip, vflip, rand_augment)
+
+    def __call__(self, img) -> torch.Tensor:
+        """img: a PIL image or an HxWx3 uint8 array (as rsb.data.folder.load_rgb_array decodes)."""
+        if isinstance(img, np.ndarray):
+            i, j, h, w = self.crop.get_params(torch.from_numpy(img).permute(2, 0, 1), self.crop.scale,
+                                             self.crop.ratio)
+            region = np.ascontiguousarray(img[i:i + h, j:j + w])
+        else:
+            i, j, h, w = self.crop.get_params(img, self.crop.scale, self.crop.ratio)
+            region = np.array(img.convert("RGB").crop((j, i, j + w, i + h)))
+        x = torch.from_numpy(region).permute(2, 0, 1).unsqueeze(0)  # NCHW view of HWC memory: channels_last
+        # torch's antialiased uint8 resize uses Pillow's resize filter (support widened when shrinking, a=-0.5
+        # cubic) and differs from Pillow by a level on a fraction of a percent of pixels.
+        x = F.interpolate(x, size=self.crop.size, mode=self.mode, antialias=True)[0]
+        # torchvision's flips draw torch.rand(1) < p; drawn the same way so the torch stream stays in step.
+        if self.hflip > 0 and torch.rand(1) < self.hflip:
+            x = x.flip(2)
+        if self.vflip > 0 and torch.rand(1) < self.vflip:
+            x = x.flip(1)
+        x = x.contiguous()  # planar CHW, the layout rsb.data.tensor_ops work in
+        if self.rand_augment is not None:
+            x = self.rand_augment(x)
+        return x
+
+    def __repr__(self) -> str:
+        return (f"{type(self).__name__}(crop={self.crop!r}, hflip={self.hflip}, vflip={self.vflip}, "
+                f"rand_augment={self.rand_augment!r})")

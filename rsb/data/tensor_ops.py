@@ -1,0 +1,243 @@
+"""timm's RandAugment image ops on uint8 CHW tensors, computing what Pillow computes.
+
+Why our own: timm's ops run Pillow, whose affine transform is a generic per-pixel bicubic loop in double
+precision, ~3 ms for one 224x224 image on one core, so Shear and Translate dominate RandAugment's cost. Here each
+op takes the same arguments as timm's Pillow op (level values, fillcolor, resample) and follows Pillow's
+arithmetic: the affine ops sample like Pillow's Geometry.c (pixel centres at +0.5, fill where the source point
+falls outside the image, Pillow's a=-1 cubic with edge clamping, truncation to uint8), the enhance ops blend like
+Pillow's Image.blend (single precision, truncate), the table ops build Pillow's tables. tests/test_tensor_ops.py
+checks every op against timm's on the same arguments: equal, except the affine ops, where float32 weights meet
+Pillow's truncation, within one level on a fraction of a percent of pixels.
+
+Images are contiguous uint8 tensors of shape (C, H, W) with C = 3 (planar, so every per-row or per-plane
+operation runs along the contiguous last axis); each op returns a new tensor.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+from PIL import Image
+
+_BICUBIC, _BILINEAR = Image.Resampling.BICUBIC, Image.Resampling.BILINEAR
+
+
+def _via_pillow(img: torch.Tensor, fn) -> torch.Tensor:
+    pil = Image.fromarray(np.ascontiguousarray(img.permute(1, 2, 0).numpy()))
+    return torch.from_numpy(np.asarray(fn(pil)).transpose(2, 0, 1).copy())
+
+
+# ---------------------------------------------------------------- table ops
+
+
+def _apply_luts(img: torch.Tensor, luts: np.ndarray) -> torch.Tensor:
+    """luts: (C, 256) uint8, one table per plane."""
+    a = img.numpy()
+    return torch.from_numpy(np.stack([np.take(luts[c], a[c]) for c in range(a.shape[0])]))
+
+
+def _same_lut(lut: np.ndarray, channels: int) -> np.ndarray:
+    return np.broadcast_to(lut.astype(np.uint8), (channels, 256))
+
+
+def _histograms(img: torch.Tensor) -> np.ndarray:
+    return np.stack([np.bincount(plane.ravel(), minlength=256) for plane in img.numpy()])
+
+
+def auto_contrast(img, **_):
+    luts = []
+    for h in _histograms(img):
+        nonzero = np.flatnonzero(h)
+        lo, hi = nonzero[0], nonzero[-1]
+        if hi <= lo:
+            luts.append(np.arange(256))
+            continue
+        scale = 255.0 / (hi - lo)
+        offset = -lo * scale
+        luts.append(np.clip(np.trunc(np.arange(256) * scale + offset), 0, 255))  # Pillow's int() truncates
+    return _apply_luts(img, np.asarray(luts, dtype=np.uint8))
+
+
+def equalize(img, **_):
+    luts = []
+    for h in _histograms(img):
+        used = h[h > 0]
+        step = (int(used.sum()) - int(used[-1])) // 255 if len(used) > 1 else 0
+        if not step:
+            luts.append(np.arange(256))
+            continue
+        # Pillow: lut[i] = n // step, n starting at step // 2 and growing by h[i] after each entry.
+        luts.append((step // 2 + np.concatenate([[0], np.cumsum(h)[:-1]])) // step)
+    return _apply_luts(img, np.clip(np.asarray(luts), 0, 255).astype(np.uint8))
+
+
+def invert(img, **_):
+    return 255 - img
+
+
+def posterize(img, bits_to_keep, **_):
+    if bits_to_keep >= 8:
+        return img.clone()
+    return img & (~(2 ** (8 - bits_to_keep) - 1) & 0xFF)
+
+
+def solarize(img, thresh, **_):
+    return torch.where(img < thresh, img, 255 - img)
+
+
+def solarize_add(img, add, thresh=128, **_):
+    lut = np.arange(256)
+    return _apply_luts(img, _same_lut(np.where(lut < thresh, np.minimum(255, lut + add), lut), img.shape[0]))
+
+
+# ---------------------------------------------------------------- enhance ops (Pillow's Image.blend)
+
+
+def _blend(degenerate: torch.Tensor, img: torch.Tensor, factor: float) -> torch.Tensor:
+    # Pillow: out = (UINT8)(in1 + alpha * (in2 - in1)) in single precision, clipped when extrapolating.
+    d = degenerate.float()
+    out = (img.float() - d).mul_(np.float32(factor)).add_(d)
+    return out.clamp_(0, 255).to(torch.uint8)  # float -> uint8 truncates, as Pillow's cast does
+
+
+def _luminance(img: torch.Tensor) -> torch.Tensor:
+    # Pillow's RGB -> L: (R*19595 + G*38470 + B*7471 + 0x8000) >> 16
+    i = img.to(torch.int32)
+    return (i[0] * 19595 + i[1] * 38470 + i[2] * 7471 + 0x8000) >> 16
+
+
+def color(img, factor, **_):
+    return _blend(_luminance(img).to(torch.uint8).expand_as(img), img, factor)
+
+
+def contrast(img, factor, **_):
+    mean = int(_luminance(img).double().mean().item() + 0.5)
+    return _blend(torch.full_like(img, mean), img, factor)
+
+
+def brightness(img, factor, **_):
+    return _blend(torch.zeros_like(img), img, factor)
+
+
+def sharpness(img, factor, **_):
+    # Pillow's SMOOTH filter: 3x3 kernel [1 1 1; 1 5 1; 1 1 1] / 13, +0.5 then truncate; the outermost rows and
+    # columns are copied unfiltered.
+    f = img.float()
+    ring = (f[:, :-2, :-2] + f[:, :-2, 1:-1] + f[:, :-2, 2:] + f[:, 1:-1, :-2] + f[:, 1:-1, 2:]
+            + f[:, 2:, :-2] + f[:, 2:, 1:-1] + f[:, 2:, 2:])
+    inner = ring.mul_(np.float32(1 / 13)).add_(f[:, 1:-1, 1:-1] * np.float32(5 / 13)).add_(0.5)
+    smooth = img.clone()
+    smooth[:, 1:-1, 1:-1] = inner.clamp_(0, 255).to(torch.uint8)
+    return _blend(smooth, img, factor)
+
+
+# ---------------------------------------------------------------- affine ops (Pillow's Image.transform)
+
+
+def _cubic_weights(d: torch.Tensor) -> torch.Tensor:
+    # Pillow's BICUBIC macro, v = p1 + d*(p2 + d*(p3 + d*p4)) with p1 = v2, p2 = v3 - v1,
+    # p3 = 2(v1 - v2) + v3 - v4, p4 = -v1 + v2 - v3 + v4, written as the weights of the four taps v1..v4.
+    d2, d3 = d * d, d * d * d
+    return torch.stack([-d + 2 * d2 - d3, 1 - 2 * d2 + d3, d + d2 - d3, -d2 + d3])
+
+
+def _shift_rows(img: torch.Tensor, shifts: np.ndarray, resample, fill) -> torch.Tensor:
+    """out[:, r, i] = row r sampled at Pillow position i + 0.5 + shifts[r], or `fill` where that position is
+    outside the row: Pillow's affine transform for a matrix that moves pixels along rows only. Each row then
+    needs one set of tap weights, and the taps are one gather of edge-clamped columns."""
+    channels, h, w = img.shape
+    shift = np.clip(shifts, -w - 4, w + 4)  # beyond one width every pixel is filled anyway
+    base = np.floor(shift)
+    frac = torch.from_numpy(shift - base).float()
+    if resample == _BICUBIC:
+        first, weights = -1, _cubic_weights(frac)
+    elif resample == _BILINEAR:
+        first, weights = 0, torch.stack([1 - frac, frac])
+    else:
+        raise ValueError(f"unsupported resample filter {resample!r} (bicubic and bilinear are)")
+    taps = weights.shape[0]
+    columns = torch.from_numpy(base.astype(np.int64)).unsqueeze(1) + torch.arange(first, first + w + taps - 1)
+    gathered = torch.gather(img, 2, columns.clamp_(0, w - 1).expand(channels, h, w + taps - 1)).float()
+    weights = weights.unsqueeze(-1)  # (taps, H, 1)
+    out = gathered[..., 0:w] * weights[0]
+    for k in range(1, taps):
+        out.addcmul_(gathered[..., k:k + w], weights[k])
+    position = np.arange(w) + 0.5 + shifts[:, None]
+    inside = torch.from_numpy((position >= 0) & (position < w))
+    out = torch.where(inside, out, torch.tensor(fill, dtype=torch.float32).view(-1, 1, 1))
+    return out.clamp_(0, 255).to(torch.uint8)  # Pillow clips then truncates
+
+
+def affine(img: torch.Tensor, matrix, resample=_BICUBIC, fillcolor=None) -> torch.Tensor:
+    """Pillow's img.transform(img.size, Image.AFFINE, matrix, resample, fillcolor=fillcolor). Shifts and shears
+    along one axis (Translate, Shear: Pillow's weight along the other axis is then exactly 1 on the pixel's own
+    row or column) run vectorised; any other matrix runs Pillow itself."""
+    channels, h, w = img.shape
+    a0, a1, a2, a3, a4, a5 = (float(v) for v in matrix)
+    fill = tuple(fillcolor) if fillcolor is not None else (0,) * channels
+    if resample in (_BICUBIC, _BILINEAR) and a0 == 1 and a4 == 1:
+        if a3 == 0 and a5 == 0:  # x_src = x + a1 * y + a2
+            return _shift_rows(img, a1 * (np.arange(h) + 0.5) + a2, resample, fill)
+        if a1 == 0 and a2 == 0:  # y_src = y + a3 * x + a5: the same on the transposed image
+            shifted = _shift_rows(img.transpose(1, 2).contiguous(), a3 * (np.arange(w) + 0.5) + a5, resample, fill)
+            return shifted.transpose(1, 2).contiguous()
+    return _via_pillow(img, lambda im: im.transform(im.size, Image.AFFINE, matrix, resample=resample,
+                                                    fillcolor=fillcolor))
+
+
+def shear_x(img, factor, **kwargs):
+    return affine(img, (1, factor, 0, 0, 1, 0), **kwargs)
+
+
+def shear_y(img, factor, **kwargs):
+    return affine(img, (1, 0, 0, factor, 1, 0), **kwargs)
+
+
+def translate_x_rel(img, pct, **kwargs):
+    return affine(img, (1, 0, pct * img.shape[2], 0, 1, 0), **kwargs)
+
+
+def translate_y_rel(img, pct, **kwargs):
+    return affine(img, (1, 0, 0, 0, 1, pct * img.shape[1]), **kwargs)
+
+
+def translate_x_abs(img, pixels, **kwargs):
+    return affine(img, (1, 0, pixels, 0, 1, 0), **kwargs)
+
+
+def translate_y_abs(img, pixels, **kwargs):
+    return affine(img, (1, 0, 0, 0, 1, pixels), **kwargs)
+
+
+def rotate(img, degrees, resample=_BICUBIC, fillcolor=None, **_):
+    # Rotation needs Pillow's full 2-D neighbourhood per pixel, which does not vectorise cheaply here; it is
+    # drawn for about one image in fifteen, so it stays in Pillow.
+    return _via_pillow(img, lambda im: im.rotate(degrees, resample=resample, fillcolor=fillcolor))
+
+
+# timm's op names (timm.data.auto_augment.NAME_TO_OP) -> the tensor op with the same signature.
+NAME_TO_TENSOR_OP = {
+    "AutoContrast": auto_contrast,
+    "Equalize": equalize,
+    "Invert": invert,
+    "Rotate": rotate,
+    "Posterize": posterize,
+    "PosterizeIncreasing": posterize,
+    "PosterizeOriginal": posterize,
+    "Solarize": solarize,
+    "SolarizeIncreasing": solarize,
+    "SolarizeAdd": solarize_add,
+    "Color": color,
+    "ColorIncreasing": color,
+    "Contrast": contrast,
+    "ContrastIncreasing": contrast,
+    "Brightness": brightness,
+    "BrightnessIncreasing": brightness,
+    "Sharpness": sharpness,
+    "SharpnessIncreasing": sharpness,
+    "ShearX": shear_x,
+    "ShearY": shear_y,
+    "TranslateX": translate_x_abs,
+    "TranslateY": translate_y_abs,
+    "TranslateXRel": translate_x_rel,
+    "TranslateYRel": translate_y_rel,
+}
