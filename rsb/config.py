@@ -36,6 +36,7 @@ class DataConfig:
     test_size: int = 224              # test resolution, pixels
     test_crop_pct: float = 0.95       # eval resizes the short side to floor(test_size / crop) then center-crops
     train_interpolation: str = "bicubic"
+    fast_transform: bool = True       # timm's training transform on uint8 tensors (same draws); false = timm's own
     test_interpolation: str = "bicubic"
     max_bad_image_fraction: float = 0.001  # unreadable images are skipped; above this fraction the run stops
 

@@ -47,7 +47,10 @@ def _tensor_rand_augment(ra: RandAugment) -> RandAugment | None:
 
 
 class FastTrainTransform:
-    """PIL image -> uint8 CHW tensor, distributed as timm's train transform it was built from."""
+    """PIL image or HxWx3 uint8 array -> uint8 CHW tensor, distributed as the timm train transform it was built
+    from."""
+
+    takes_arrays = True  # rsb.data.folder.ImageFolderDataset then decodes with load_rgb_array
 
     def __init__(self, crop: RandomResizedCropAndInterpolation, hflip: float, vflip: float,
                  rand_augment: RandAugment | None):

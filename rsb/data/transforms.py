@@ -2,7 +2,9 @@
 (and Mixup/CutMix) happen on the device in rsb.data.batch, which moves 4x fewer bytes and frees the workers.
 
 timm's create_transform already builds exactly the recipe's chain (RandomResizedCrop with the recipe's scale,
-ratio and interpolation, flip, RandAugment with timm's hyper-parameters for the image size), so we reuse it.
+ratio and interpolation, flip, RandAugment with timm's hyper-parameters for the image size), so we reuse it; with
+data.fast_transform (the default) the same chain runs on uint8 tensors (rsb.data.fast_transform), about twice as
+fast per core with timm's random draws.
 """
 from __future__ import annotations
 
@@ -11,14 +13,17 @@ import torch
 from timm.data import create_transform
 
 from rsb.config import AugConfig, DataConfig
+from rsb.data.fast_transform import FastTrainTransform
 
 
 def train_transform(data: DataConfig, aug: AugConfig):
-    return create_transform(
+    chain = create_transform(
         data.train_size, is_training=True, scale=tuple(aug.scale), ratio=tuple(aug.ratio), hflip=aug.hflip,
         auto_augment=aug.rand_augment or None, color_jitter=aug.color_jitter or None,
         interpolation=data.train_interpolation, re_prob=0.0,  # random erasing runs on the device
         use_prefetcher=True)  # use_prefetcher=True: end at uint8, no normalisation
+    fast = FastTrainTransform.from_timm(chain) if data.fast_transform else None
+    return fast or chain  # a chain the fast path does not reproduce (e.g. colour jitter) stays timm's
 
 
 def eval_transform(size: int, crop_pct: float, interpolation: str):
