@@ -12,23 +12,29 @@ Per core (one process, torch at 1 thread, as in a loader worker), for A2 (224, r
 (160, rand-m6-mstd0.5-inc1), both with scale (0.08, 1), ratio (3/4, 4/3), hflip 0.5, bicubic:
   timm: timm.data.ImageDataset(root, transform=create_transform(..., use_prefetcher=True)), items by index.
   rsb:  rsb.data.folder.ImageFolderDataset(ImageFolderIndex(root), rsb.data.transforms.train_transform(recipe)),
-        items by (index, sample seed) as rsb's SeededSampler gives them (the per-sample reseed is counted).
-The two alternate in chunks of 25 images; each figure is total images / total seconds. "decode only" (PIL open,
-load, convert to RGB) shows the decoder's share. The draft line bounds what decoding at reduced DCT scale (PIL
-Image.draft) could give: the share of crops (timm's get_params on these files) that stay >= the output size at
-1/2 scale or less, times the decode time saved, against timm's per-image time.
+        items by (index, sample seed) as rsb's SeededSampler gives them (the per-sample reseed is counted). With
+        the recipes' defaults that is rsb.data.fast_transform.FastTrainTransform (timm's draws, torch resize,
+        rsb.data.tensor_ops RandAugment) fed by rsb.data.folder.load_rgb_array (libjpeg-turbo via simplejpeg).
+The two alternate in chunks of 25 images; each figure is total images / total seconds. "decode only" shows the
+decoder's share: Pillow (open, load, convert to RGB, as timm) and rsb's load_rgb_array. The draft line bounds
+what decoding at reduced DCT scale (PIL Image.draft) could give: the share of crops (timm's get_params on these
+files) that stay >= the output size at 1/2 scale or less, times the decode time saved, against timm's per-image
+time.
 
-Full loader (workers = usable cores, batch 32, uint8 batches, no pin_memory), A2:
+Full loader (workers = usable cores, batch 32, uint8 batches, no pin_memory), A2, over a folder holding each
+JPEG --loader-copies times (hard links: 1,200 items by default, so an epoch outlasts worker start-up):
   timm: create_loader(ImageDataset, is_training=True, the recipe's settings, use_prefetcher=True) and its inner
         DataLoader iterated (fast_collate uint8 batches; the prefetcher's normalisation runs on the GPU in timm's
         train.py, and rsb normalises on the device too, so neither side is charged for it).
   rsb:  rsb.data.loader.TrainLoader(recipe a2: repeated augmentation 3, SeededSampler) for one epoch.
-Each round runs both (order alternating), from iter() to the last batch (worker start-up included).
+Each round runs both (order alternating) for one epoch; figures from iter() to the last batch (worker start-up
+included) and in steady state (from the first batch to the last).
 """
 from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -106,6 +112,11 @@ def decode_only(paths, i):
         return img.convert("RGB")
 
 
+def decode_array(paths, i):
+    from rsb.data.folder import load_rgb_array
+    return load_rgb_array(paths[i])
+
+
 def per_core(contenders: dict, n: int, rounds: int, chunk: int = 25) -> dict:
     """Images/s of each contender (a callable of the item number), alternating chunks, several rounds."""
     names = list(contenders)
@@ -162,12 +173,31 @@ def draft_ceiling(paths, size: int, pipeline_ips: float, draws: int = 5000) -> d
             "ceiling": per_image / (per_image - saved)}
 
 
-def loader_round(make_iter) -> float:
+def loader_round(make_iter) -> tuple[float, float]:
+    """Images/s of one epoch from iter() to the last batch (worker start-up included), and in steady state
+    (after the first batch)."""
     t = time.perf_counter()
-    n = 0
+    n, first = 0, None
     for batch in make_iter():
         n += len(batch[1])
-    return n / (time.perf_counter() - t), n
+        if first is None:
+            first, n_first = time.perf_counter(), n
+    end = time.perf_counter()
+    return n / (end - t), (n - n_first) / (end - first)
+
+
+def link_copies(root: Path, dest: Path, copies: int) -> None:
+    """A larger folder for the loader: `copies` hard links (or copies) of every file of root, so an epoch is
+    long enough that worker start-up does not dominate; the bytes decoded are the same files'."""
+    for path in sorted(root.rglob("*.JPEG")):
+        folder = dest / path.parent.name
+        folder.mkdir(parents=True, exist_ok=True)
+        for c in range(copies):
+            target = folder / f"{path.stem}_{c}.JPEG"
+            try:
+                os.link(path, target)
+            except OSError:
+                shutil.copyfile(path, target)
 
 
 def main(argv=None) -> int:
@@ -176,10 +206,11 @@ def main(argv=None) -> int:
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--workers", type=int, default=len(os.sched_getaffinity(0)))
     p.add_argument("--batch", type=int, default=32)
-    p.add_argument("--quick", action="store_true", help="100 images, 2 rounds")
+    p.add_argument("--loader-copies", type=int, default=4, help="the loader's folder holds each JPEG this often")
+    p.add_argument("--quick", action="store_true", help="100 images, 2 rounds, loader copies 3")
     args = p.parse_args(argv)
     if args.quick:
-        args.images, args.rounds = 100, 2
+        args.images, args.rounds, args.loader_copies = 100, 2, 3
     torch.set_num_threads(1)
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp) / "train"
@@ -196,7 +227,8 @@ def main(argv=None) -> int:
             timm_ds, rsb_ds = timm_dataset(root, size, ra), rsb_dataset(root, recipe)
             contenders = {"timm": lambda i, ds=timm_ds: ds[i],
                           "rsb": lambda i, ds=rsb_ds: ds[(i, seed + i)],
-                          "decode only": lambda i: decode_only(paths, i)}
+                          "decode only": lambda i: decode_only(paths, i),
+                          "rsb decode only": lambda i: decode_array(paths, i)}
             r = per_core(contenders, args.images, args.rounds)
             rows.append([f"{label} {size}px transform, 1 process", f"{r['timm']:.1f}", f"{r['rsb']:.1f}",
                          f"{r['rsb'] / r['timm']:.2f}"])
@@ -205,34 +237,43 @@ def main(argv=None) -> int:
             drafts.append(f"{label} {size}px: {100 * d['share']:.0f}% of crops allow a 1/2 (or smaller) DCT-scale "
                           f"decode; full decode {d['full_ms']:.2f} ms, mean saving {d['saved_ms']:.3f} ms/image; "
                           f"speed-up ceiling {d['ceiling']:.3f}x")
-        decode = r["decode only"]
+        decode, decode_rsb = r["decode only"], r["rsb decode only"]
 
         # Full loader, A2, workers = cores.
         from timm.data import ImageDataset, create_loader
 
         from rsb.data.folder import ImageFolderIndex
         from rsb.data.loader import TrainLoader
+        loader_root = Path(tmp) / "loader"
+        link_copies(root, loader_root, args.loader_copies)
+        n_loader = args.images * args.loader_copies
         cfg = recipe_cfg("a2")
         cfg.train.batch_per_device = args.batch
-        ours = TrainLoader(cfg, ImageFolderIndex(root, use_cache=False), 0, 1, args.workers, pin_memory=False)
-        theirs = create_loader(ImageDataset(str(root)), input_size=(3, 224, 224), batch_size=args.batch,
+        ours = TrainLoader(cfg, ImageFolderIndex(loader_root, use_cache=False), 0, 1, args.workers,
+                           pin_memory=False)
+        theirs = create_loader(ImageDataset(str(loader_root)), input_size=(3, 224, 224), batch_size=args.batch,
                                is_training=True, scale=(0.08, 1.0), ratio=(3 / 4, 4 / 3), hflip=0.5,
                                color_jitter=0.0, auto_augment="rand-m7-mstd0.5-inc1", interpolation="bicubic",
                                re_prob=0.0, num_workers=args.workers, use_prefetcher=True,
                                device=torch.device("cpu"), persistent_workers=False)
         inner = getattr(theirs, "loader", theirs)  # the DataLoader inside timm's PrefetchLoader
         speed = {"timm": [], "rsb": []}
+        steady = {"timm": [], "rsb": []}
         for r in range(args.rounds):
             order = ["timm", "rsb"] if r % 2 == 0 else ["rsb", "timm"]
             for side in order:
-                ips, _ = loader_round((lambda: iter(inner)) if side == "timm" else (lambda r=r: ours.epoch(r)))
+                ips, ips_steady = loader_round((lambda: iter(inner)) if side == "timm" else
+                                               (lambda r=r: ours.epoch(r)))
                 speed[side].append(ips)
-        lt, lr = np.mean(speed["timm"]), np.mean(speed["rsb"])
-        rows.append([f"A2 loader, {args.workers} workers, batch {args.batch}", f"{lt:.1f}", f"{lr:.1f}",
-                     f"{lr / lt:.2f}"])
+                steady[side].append(ips_steady)
+        for label, figures in (("epoch from iter()", speed), ("after the first batch", steady)):
+            lt, lr = np.mean(figures["timm"]), np.mean(figures["rsb"])
+            rows.append([f"A2 loader, {args.workers} workers, batch {args.batch}, {n_loader} images, {label}",
+                         f"{lt:.1f}", f"{lr:.1f}", f"{lr / lt:.2f}"])
         print()
         print(table(["images/s", "timm", "rsb", "rsb / timm"], rows))
-        print(f"decode only (PIL open + load + RGB), 1 process: {decode:.1f} images/s")
+        print(f"decode only, 1 process: Pillow (open + load + RGB) {decode:.1f} images/s, "
+              f"rsb load_rgb_array {decode_rsb:.1f} images/s")
         print("reduced-DCT-scale decode (Image.draft) where the crop allows it, upper bound (not implemented):")
         for line in drafts:
             print("  " + line)

@@ -239,3 +239,15 @@ def test_dataset_uses_array_decoder_and_items_are_reproducible(tmp_path, monkeyp
     assert img.shape == (3, 48, 48) and img.dtype == torch.uint8 and label == 1 and skipped == 0
     assert torch.equal(ds[(4, 99)][0], img)  # the per-sample seed fixes every draw
     assert not torch.equal(ds[(4, 100)][0], img)
+
+
+def test_malloc_tuning_is_applied_once_and_harmless():
+    import platform
+
+    from rsb.data import malloc
+    first = malloc.keep_freed_memory_in_heap()
+    assert malloc.keep_freed_memory_in_heap() is first
+    if platform.system() == "Linux" and platform.libc_ver()[0] == "glibc":
+        assert first is True
+    big = torch.ones(3, 512, 512)  # allocations still work, above and below the new threshold
+    assert float(big.sum()) == 3 * 512 * 512 and torch.zeros(64 << 20, dtype=torch.uint8).sum() == 0

@@ -26,6 +26,7 @@ from timm.data.transforms import MaybePILToTensor, RandomResizedCropAndInterpola
 from torchvision import transforms as T
 from torchvision.transforms import InterpolationMode
 
+from rsb.data.malloc import keep_freed_memory_in_heap
 from rsb.data.tensor_ops import NAME_TO_TENSOR_OP
 
 _RESIZE_MODES = {InterpolationMode.BICUBIC: "bicubic", InterpolationMode.BILINEAR: "bilinear"}
@@ -58,6 +59,7 @@ class FastTrainTransform:
         self.mode = _RESIZE_MODES[crop.interpolation]
         self.hflip, self.vflip = hflip, vflip
         self.rand_augment = rand_augment
+        keep_freed_memory_in_heap()  # made before the loader forks its workers, which inherit it
 
     @classmethod
     def from_timm(cls, chain: T.Compose) -> FastTrainTransform | None:

@@ -23,8 +23,9 @@ _BICUBIC, _BILINEAR = Image.Resampling.BICUBIC, Image.Resampling.BILINEAR
 
 
 def _via_pillow(img: torch.Tensor, fn) -> torch.Tensor:
-    pil = Image.fromarray(np.ascontiguousarray(img.permute(1, 2, 0).numpy()))
-    return torch.from_numpy(np.asarray(fn(pil)).transpose(2, 0, 1).copy())
+    # Through single-band images: merging and splitting planes is ~5x cheaper than an interleaving copy.
+    pil = Image.merge("RGB", [Image.fromarray(plane) for plane in img.numpy()])
+    return torch.from_numpy(np.stack([np.asarray(band) for band in fn(pil).split()]))
 
 
 # ---------------------------------------------------------------- table ops
@@ -165,15 +166,17 @@ def _shift(img: torch.Tensor, shifts: np.ndarray, axis: int, resample, fill) -> 
     index = index.clamp_(0, n - 1)
     gathered = torch.gather(img, axis, index.expand(channels, *index.shape)).float()
     v = [gathered.narrow(axis, k, n) for k in range(taps)]
-    # Pillow's own arithmetic order (exact on flat areas, as Pillow's is): BILINEAR v = a + (b - a) * d;
-    # BICUBIC v = v2 + d * (p2 + d * (p3 + d * p4)) with p2 = v3 - v1, p3 = 2 (v1 - v2) + v3 - v4,
-    # p4 = v2 - v1 + v4 - v3.
+    # Pillow's own arithmetic order, which is exact on flat areas: BILINEAR v = a + (b - a) d;
+    # BICUBIC (taps v0..v3) v = v1 + d (p2 + d (p3 + d p4)) with p2 = v2 - v0, p3 = 2 (v0 - v1) + v2 - v3,
+    # p4 = v1 - v0 + v3 - v2.
     if taps == 2:
-        out = (v[1] - v[0]).mul_(d).add_(v[0])
+        out = torch.addcmul(v[0], v[1] - v[0], d)
     else:
-        p4 = (v[1] - v[0]).add_(v[3]).sub_(v[2])
-        p3 = (v[0] - v[1]).mul_(2).add_(v[2]).sub_(v[3])
-        out = p4.mul_(d).add_(p3).mul_(d).add_(v[2]).sub_(v[0]).mul_(d).add_(v[1])
+        a = v[1] - v[0]
+        p3 = (v[2] - v[3]).sub_(a, alpha=2)
+        p4 = a.sub_(v[2]).add_(v[3])
+        p2 = (v[2] - v[0]).addcmul_(p3.addcmul_(p4, d), d)
+        out = torch.addcmul(v[1], p2, d)
     outside = torch.from_numpy((outside < 0) | (outside >= n))
     for c in range(channels):
         out[c].masked_fill_(outside, fill[c])
