@@ -11,8 +11,9 @@ from timm.data import create_transform
 from timm.data.auto_augment import RandAugment
 
 from rsb.config import load_recipe
+from rsb.data.decode import load_for_crop, load_rgb_array
 from rsb.data.fast_transform import FastTrainTransform
-from rsb.data.folder import ImageFolderDataset, ImageFolderIndex, load_rgb, load_rgb_array
+from rsb.data.folder import ImageFolderDataset, ImageFolderIndex, load_rgb
 from rsb.data.transforms import train_transform
 
 
@@ -234,7 +235,7 @@ def test_dataset_uses_array_decoder_and_items_are_reproducible(tmp_path, monkeyp
     cfg = load_recipe("a2")
     cfg.data.train_size = 48
     ds = ImageFolderDataset(ImageFolderIndex(tmp_path / "data"), train_transform(cfg.data, cfg.aug))
-    assert ds.decode is load_rgb_array
+    assert ds.decode is load_for_crop
     img, label, skipped = ds[(4, 99)]
     assert img.shape == (3, 48, 48) and img.dtype == torch.uint8 and label == 1 and skipped == 0
     assert torch.equal(ds[(4, 99)][0], img)  # the per-sample seed fixes every draw

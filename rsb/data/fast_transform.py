@@ -26,6 +26,7 @@ from timm.data.transforms import MaybePILToTensor, RandomResizedCropAndInterpola
 from torchvision import transforms as T
 from torchvision.transforms import InterpolationMode
 
+from rsb.data.decode import EncodedJpeg
 from rsb.data.malloc import keep_freed_memory_in_heap
 from rsb.data.tensor_ops import NAME_TO_TENSOR_OP
 
@@ -51,7 +52,7 @@ class FastTrainTransform:
     """PIL image or HxWx3 uint8 array -> uint8 CHW tensor, distributed as the timm train transform it was built
     from."""
 
-    takes_arrays = True  # rsb.data.folder.ImageFolderDataset then decodes with load_rgb_array
+    takes_arrays = True  # rsb.data.folder.ImageFolderDataset then hands it rsb.data.decode.load_for_crop's output
 
     def __init__(self, crop: RandomResizedCropAndInterpolation, hflip: float, vflip: float,
                  rand_augment: RandAugment | None):
@@ -88,8 +89,11 @@ class FastTrainTransform:
         return cls(crop, hflip, vflip, rand_augment)
 
     def __call__(self, img) -> torch.Tensor:
-        """img: a PIL image or an HxWx3 uint8 array (as rsb.data.folder.load_rgb_array decodes)."""
-        if isinstance(img, np.ndarray):
+        """img: a PIL image, an HxWx3 uint8 array, or an rsb.data.decode.EncodedJpeg (decoded here, by region)."""
+        if isinstance(img, EncodedJpeg):
+            i, j, h, w = self.crop.get_params(img.size_probe, self.crop.scale, self.crop.ratio)
+            region = img.region(j, i, w, h)
+        elif isinstance(img, np.ndarray):
             i, j, h, w = self.crop.get_params(torch.from_numpy(img).permute(2, 0, 1), self.crop.scale,
                                              self.crop.ratio)
             region = np.ascontiguousarray(img[i:i + h, j:j + w])

@@ -8,17 +8,16 @@ reported by path and replaced by the next readable one; the caller counts replac
 from __future__ import annotations
 
 import hashlib
-import io
 import os
 import random
 import sys
 from pathlib import Path
 
 import numpy as np
-import simplejpeg
 import torch
 from PIL import Image
 
+from rsb.data.decode import UnreadableImage, load_for_crop
 from rsb.errors import UserError
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
@@ -109,25 +108,6 @@ def load_rgb(path: str | Path) -> Image.Image:
     return img.convert("RGB")
 
 
-def load_rgb_array(path: str | Path) -> np.ndarray:
-    """An HxWx3 uint8 array of the image. YCbCr, RGB and greyscale JPEGs, baseline or progressive, go straight
-    to libjpeg-turbo (simplejpeg: no Pillow image object and no copy out of one, ~0.3 ms saved per ImageNet
-    photo; Pillow runs the same decoder with the same settings, so the pixels are Pillow's). Anything else
-    (CMYK, whose conversion Pillow does its own way; PNG behind a .JPEG name; a damaged file) goes through
-    Pillow, so odd formats and errors are handled as before."""
-    with open(path, "rb") as f:
-        data = f.read()
-    if data[:2] == b"\xff\xd8":
-        try:
-            if simplejpeg.decode_jpeg_header(data)[2] in ("YCbCr", "RGB", "Gray"):
-                return simplejpeg.decode_jpeg(data, colorspace="RGB")
-        except ValueError:
-            pass  # let Pillow decide, and word the error
-    with Image.open(io.BytesIO(data)) as img:
-        img.load()
-        return np.array(img.convert("RGB"))
-
-
 def _seed_augmentation(seed: int) -> None:
     # timm's transforms draw from the global python, numpy and torch (CPU) generators. Only the CPU generator is
     # seeded: torch.manual_seed also queues a lazy CUDA seed with a formatted stack trace, ~0.4 ms per sample in a
@@ -145,8 +125,8 @@ class ImageFolderDataset:
         self.index = index
         self.transform = transform
         self.labels = index.labels if labels is None else labels
-        # Transforms that take arrays (rsb.data.fast_transform) get the cheaper array decoder.
-        self.decode = load_rgb_array if getattr(transform, "takes_arrays", False) else load_rgb
+        # Transforms that take arrays (rsb.data.fast_transform) get images they can decode by crop region.
+        self.decode = load_for_crop if getattr(transform, "takes_arrays", False) else load_rgb
 
     def __len__(self) -> int:
         return len(self.index)
@@ -165,7 +145,11 @@ class ImageFolderDataset:
                 print(f"warning: skipping unreadable image {path}: {type(e).__name__}: {e}", file=sys.stderr)
                 continue
             if self.transform is not None:
-                img = self.transform(img)
+                try:
+                    img = self.transform(img)
+                except UnreadableImage as e:  # found by a deferred, by-region decode (rsb.data.decode)
+                    print(f"warning: skipping unreadable image {e}", file=sys.stderr)
+                    continue
             return img, int(self.labels[j]), skipped
         raise UserError(f"100 consecutive images from {self.index.path(i)} on could not be read; "
                         f"check the data folder {self.index.root}.")

@@ -1,0 +1,93 @@
+"""Decoding for the fast training transform: whole images to arrays, or JPEGs decoded only where the crop falls.
+
+load_for_crop(path) is what rsb.data.folder.ImageFolderDataset calls for transforms that take arrays
+(rsb.data.fast_transform). For a YCbCr, RGB or greyscale JPEG it reads the header only and returns an
+EncodedJpeg; the transform draws its crop box from the image size and then asks for just that rectangle, which
+rsb.data._jpeg_region decodes with libjpeg-turbo skipping the rows above, everything below and the columns
+beside it (same pixels as a full decode; ~25-30% less decoding time at the recipes' crop sizes, see
+benchmarks/RESULTS_speed.md). Without the compiled extension (no libjpeg headers at install time) the whole
+image is decoded by simplejpeg; anything that is not such a JPEG, or that libjpeg reports as damaged, is decoded
+by Pillow, so odd formats and errors are handled as Pillow handles them.
+"""
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+import simplejpeg
+import torch
+from PIL import Image
+
+try:
+    from rsb.data import _jpeg_region
+except ImportError:  # built without libjpeg headers: whole-image decoding only
+    _jpeg_region = None
+
+_DIRECT_COLOURSPACES = ("YCbCr", "RGB", "Gray")  # what libjpeg converts to RGB the way Pillow does
+
+
+class UnreadableImage(Exception):
+    """The file could not be decoded (raised from a transform's deferred decode; the dataset skips it)."""
+
+
+def _pillow_rgb(data: bytes) -> np.ndarray:
+    with Image.open(io.BytesIO(data)) as img:
+        img.load()
+        return np.array(img.convert("RGB"))
+
+
+def load_rgb_array(path: str | Path) -> np.ndarray:
+    """An HxWx3 uint8 array of the whole image: JPEGs in a colour space libjpeg converts as Pillow does go
+    straight to libjpeg-turbo (simplejpeg: no Pillow image object and no copy out of one); anything else (CMYK,
+    whose conversion Pillow does its own way; PNG behind a .JPEG name; damaged data) goes through Pillow."""
+    with open(path, "rb") as f:
+        data = f.read()
+    if data[:2] == b"\xff\xd8":
+        try:
+            if simplejpeg.decode_jpeg_header(data)[2] in _DIRECT_COLOURSPACES:
+                return simplejpeg.decode_jpeg(data, colorspace="RGB")
+        except ValueError:
+            pass  # let Pillow decide, and word the error
+    return _pillow_rgb(data)
+
+
+class EncodedJpeg:
+    """A JPEG's bytes and size; decodes a rectangle (or everything) on request."""
+
+    def __init__(self, data: bytes, width: int, height: int, path: str):
+        self.data, self.width, self.height, self.path = data, width, height, path
+
+    @property
+    def size_probe(self) -> torch.Tensor:
+        """An empty (0, H, W) tensor: torchvision's get_image_size reads (W, H) from it, so timm's crop
+        get_params works on this image without decoding it."""
+        return torch.empty(0, self.height, self.width, dtype=torch.uint8)
+
+    def region(self, x: int, y: int, w: int, h: int) -> np.ndarray:
+        try:
+            return np.frombuffer(_jpeg_region.decode_region(self.data, x, y, w, h), np.uint8).reshape(h, w, 3)
+        except ValueError:
+            return np.ascontiguousarray(self.full()[y:y + h, x:x + w])  # damaged or odd: Pillow has the last word
+
+    def full(self) -> np.ndarray:
+        try:
+            return _pillow_rgb(self.data)
+        except Exception as e:  # noqa: BLE001 - any decoder failure means an unreadable file
+            raise UnreadableImage(f"{self.path}: {type(e).__name__}: {e}") from e
+
+
+def load_for_crop(path: str | Path):
+    """An EncodedJpeg when the region decoder can serve this file, else the whole image as an array."""
+    if _jpeg_region is None:
+        return load_rgb_array(path)
+    with open(path, "rb") as f:
+        data = f.read()
+    if data[:2] == b"\xff\xd8":
+        try:
+            width, height, colourspace = _jpeg_region.info(data)
+            if colourspace in (_jpeg_region.JCS_YCbCr, _jpeg_region.JCS_RGB, _jpeg_region.JCS_GRAYSCALE):
+                return EncodedJpeg(data, width, height, str(path))
+        except ValueError:
+            pass
+    return _pillow_rgb(data)
