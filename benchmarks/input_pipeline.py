@@ -14,9 +14,11 @@ Per core (one process, torch at 1 thread, as in a loader worker), for A2 (224, r
   rsb:  rsb.data.folder.ImageFolderDataset(ImageFolderIndex(root), rsb.data.transforms.train_transform(recipe)),
         items by (index, sample seed) as rsb's SeededSampler gives them (the per-sample reseed is counted). With
         the recipes' defaults that is rsb.data.fast_transform.FastTrainTransform (timm's draws, torch resize,
-        rsb.data.tensor_ops RandAugment) fed by rsb.data.folder.load_rgb_array (libjpeg-turbo via simplejpeg).
+        rsb.data.tensor_ops RandAugment) fed by rsb.data.decode.load_for_crop (the JPEG decoded only where the
+        crop falls, by rsb.data._jpeg_region).
 The two alternate in chunks of 25 images; each figure is total images / total seconds. "decode only" shows the
-decoder's share: Pillow (open, load, convert to RGB, as timm) and rsb's load_rgb_array. The draft line bounds
+decoder's share: Pillow (open, load, convert to RGB, as timm) and rsb's whole-image decoder (load_rgb_array,
+simplejpeg). The draft line bounds
 what decoding at reduced DCT scale (PIL Image.draft) could give: the share of crops (timm's get_params on these
 files) that stay >= the output size at 1/2 scale or less, times the decode time saved, against timm's per-image
 time.
@@ -27,8 +29,9 @@ JPEG --loader-copies times (hard links: 1,200 items by default, so an epoch outl
         DataLoader iterated (fast_collate uint8 batches; the prefetcher's normalisation runs on the GPU in timm's
         train.py, and rsb normalises on the device too, so neither side is charged for it).
   rsb:  rsb.data.loader.TrainLoader(recipe a2: repeated augmentation 3, SeededSampler) for one epoch.
-Each round runs both (order alternating) for one epoch; figures from iter() to the last batch (worker start-up
-included) and in steady state (from the first batch to the last).
+Both keep their workers across epochs (timm's create_loader default, and rsb's). Each round runs both (order
+alternating) for one epoch; figures from iter() to the last batch (the first round includes worker start-up) and
+in steady state (from the first batch to the last).
 """
 from __future__ import annotations
 
@@ -113,7 +116,7 @@ def decode_only(paths, i):
 
 
 def decode_array(paths, i):
-    from rsb.data.folder import load_rgb_array
+    from rsb.data.decode import load_rgb_array
     return load_rgb_array(paths[i])
 
 
@@ -255,7 +258,7 @@ def main(argv=None) -> int:
                                is_training=True, scale=(0.08, 1.0), ratio=(3 / 4, 4 / 3), hflip=0.5,
                                color_jitter=0.0, auto_augment="rand-m7-mstd0.5-inc1", interpolation="bicubic",
                                re_prob=0.0, num_workers=args.workers, use_prefetcher=True,
-                               device=torch.device("cpu"), persistent_workers=False)
+                               device=torch.device("cpu"))  # timm's default: persistent workers, as rsb's
         inner = getattr(theirs, "loader", theirs)  # the DataLoader inside timm's PrefetchLoader
         speed = {"timm": [], "rsb": []}
         steady = {"timm": [], "rsb": []}

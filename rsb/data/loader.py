@@ -42,7 +42,9 @@ class TrainLoader:
         self.loader = DataLoader(
             dataset, batch_size=cfg.train.batch_per_device, sampler=SeededSampler(self.sampler), num_workers=workers,
             collate_fn=collate_uint8, pin_memory=pin_memory, drop_last=True, generator=self.generator,
-            persistent_workers=False)
+            # Workers live across epochs (as timm's loader's do): no start-up or warm-up per epoch. Safe here
+            # because every random draw comes from the per-sample seed, not from worker state.
+            persistent_workers=workers > 0)
 
     def epoch(self, epoch: int, start_sample: int = 0):
         self.sampler.set_epoch(epoch, start_sample)
