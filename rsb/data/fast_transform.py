@@ -1,15 +1,17 @@
-"""The training transform of timm, run on uint8 tensors: same random draws, same pixels (within a level).
+"""The training transform of timm, run on uint8 tensors: the same random draws, the same pixels up to rounding.
 
-timm's chain (RandomResizedCrop, flip, RandAugment, to uint8 tensor) spends most of its time in two Pillow calls:
-the crop's antialiased bicubic resize (~1.3 ms per image at 224 on one core) and RandAugment's affine ops
-(~3.5 ms each time Rotate, Shear or Translate is drawn). Here the crop is resized by torch's uint8 antialiased
-kernel (the same filter as Pillow's, vectorised: ~0.25 ms) and RandAugment runs rsb.data.tensor_ops.
+timm's chain (RandomResizedCrop, flip, RandAugment, to uint8 tensor) spends most of its time after decoding in
+two Pillow calls: the crop's antialiased bicubic resize (~1.3 ms per image at 224 on one core) and RandAugment's
+affine ops (~3 ms each time Shear or Translate is drawn). Here the crop is resized by torch's uint8 antialiased
+kernel (the same filter as Pillow's, vectorised: ~0.25 ms), RandAugment runs rsb.data.tensor_ops, and a JPEG
+is decoded only where the crop falls (rsb.data.decode).
 
 Everything random is still drawn by timm's own objects, in timm's order, from the same generators: the crop
 box by timm's RandomResizedCropAndInterpolation.get_params, the flip by torch.rand(1) as torchvision's flip,
 RandAugment's op choice and magnitudes by timm's RandAugment and AugmentOp themselves (only each op's image
 function is swapped). So for a given seed the crop, flip, ops and magnitudes are exactly timm's, and
-tests/test_fast_transform.py checks the images agree.
+tests/test_fast_transform.py checks the images agree (the resize's one-level differences can grow where a later
+op thresholds, as Solarize and Posterize do, at a few pixels).
 
 FastTrainTransform.from_timm() accepts only a chain it knows how to reproduce; for anything else (colour
 jitter, random interpolation, other auto-augment policies) it returns None and rsb keeps timm's transform.

@@ -5,10 +5,10 @@ precision, ~3 ms for one 224x224 image on one core, so Shear and Translate domin
 op takes the same arguments as timm's Pillow op (level values, fillcolor, resample) and follows Pillow's
 arithmetic: the affine ops sample like Pillow's Geometry.c (pixel centres at +0.5, fill where the source point
 falls outside the image, Pillow's a=-1 cubic with edge clamping, truncation to uint8), the enhance ops blend like
-Pillow's Image.blend (single precision, truncate), the table ops build Pillow's tables. tests/test_tensor_ops.py
-checks every op against timm's on the same arguments: equal, except the affine ops (Pillow's formulas in single
-precision, Pillow's in double), within one level where the exact value sits on an integer, a few percent of
-pixels at most.
+Pillow's Image.blend (single precision, truncate), the table ops build Pillow's tables; Rotate runs Pillow
+itself. tests/test_tensor_ops.py checks every op against timm's on the same arguments: equal, except Shear and
+Translate (Pillow's formulas evaluated here in single precision, by Pillow in double), which may land one level
+apart where the exact value sits on an integer, on a few percent of pixels at most.
 
 Images are contiguous uint8 tensors of shape (C, H, W) with C = 3 (planar, so every per-row or per-plane
 operation runs along the contiguous last axis); each op returns a new tensor.
