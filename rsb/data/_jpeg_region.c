@@ -40,6 +40,16 @@ static void on_message(j_common_ptr cinfo, int level) {
     }
 }
 
+/* Route libjpeg's errors and warnings to `err` (the caller then setjmp()s on err->escape) and create the
+ * decompressor. */
+static void create(struct jpeg_decompress_struct *cinfo, struct error_mgr *err) {
+    cinfo->err = jpeg_std_error(&err->pub);
+    err->pub.error_exit = on_error;
+    err->pub.emit_message = on_message;
+    err->message[0] = 0;
+    jpeg_create_decompress(cinfo);
+}
+
 /* All libjpeg work, without the Python API (it runs with the GIL released, and libjpeg errors longjmp here).
  * Returns 0, or 1 for a libjpeg error or warning, 2 for a region outside the image, 3 for no memory; `message`
  * (MESSAGE_SIZE bytes) then says why. */
@@ -50,11 +60,7 @@ static int decode_into(const unsigned char *buf, unsigned long len, int x, int y
     struct jpeg_decompress_struct cinfo;
     struct error_mgr err;
     JSAMPLE *volatile row = NULL; /* volatile: assigned after setjmp, freed after a longjmp */
-    cinfo.err = jpeg_std_error(&err.pub);
-    err.pub.error_exit = on_error;
-    err.pub.emit_message = on_message;
-    err.message[0] = 0;
-    jpeg_create_decompress(&cinfo);
+    create(&cinfo, &err);
     if (setjmp(err.escape)) {
         jpeg_destroy_decompress(&cinfo);
         free(row);
@@ -150,11 +156,7 @@ static PyObject *info(PyObject *self, PyObject *args) {
     }
     struct jpeg_decompress_struct cinfo;
     struct error_mgr err;
-    cinfo.err = jpeg_std_error(&err.pub);
-    err.pub.error_exit = on_error;
-    err.pub.emit_message = on_message;
-    err.message[0] = 0;
-    jpeg_create_decompress(&cinfo);
+    create(&cinfo, &err);
     if (setjmp(err.escape)) {
         jpeg_destroy_decompress(&cinfo);
         PyBuffer_Release(&data);
