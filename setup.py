@@ -1,10 +1,14 @@
-"""Metadata and dependencies are in setup.cfg; this file only declares the optional C extension.
+"""Metadata and dependencies are in setup.cfg; this file only declares the optional C extensions.
 
-rsb/data/_jpeg_region.c (decode a JPEG only where the training crop falls) links libjpeg-turbo's libjpeg API and
-needs the libjpeg headers at install time (Debian/Ubuntu: libjpeg-dev). It is optional: without the headers the
-build skips it and rsb decodes whole images instead (rsb/data/decode.py).
+Both speed up the training transform and both are optional: where one cannot be built, the install skips it and
+rsb takes the pure-Python path, slower, with the same results.
+- rsb/data/_jpeg_region.c decodes a JPEG only where the training crop falls; it links libjpeg-turbo's libjpeg API
+  and needs the libjpeg headers at install time (Debian/Ubuntu: libjpeg-dev). Fallback: rsb/data/decode.py.
+- rsb/data/_shift.c runs RandAugment's Shear and Translate in one pass. Fallback: rsb/data/tensor_ops.py.
 """
 from setuptools import Extension, setup
 
-setup(ext_modules=[Extension("rsb.data._jpeg_region", ["rsb/data/_jpeg_region.c"], libraries=["jpeg"],
-                             optional=True)])
+setup(ext_modules=[
+    Extension("rsb.data._jpeg_region", ["rsb/data/_jpeg_region.c"], libraries=["jpeg"], optional=True),
+    Extension("rsb.data._shift", ["rsb/data/_shift.c"], extra_compile_args=["-O3"], optional=True),
+])

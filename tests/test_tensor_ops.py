@@ -64,8 +64,18 @@ def test_op_equals_timm(name):
                 np.testing.assert_array_equal(got, expected, err_msg=f"{name}{args} {img.shape}")
 
 
+@pytest.fixture(params=["compiled", "torch"])
+def shift_path(request, monkeypatch):
+    """Shear and Translate run rsb/data/_shift.c when it was built, else torch; both are checked."""
+    if request.param == "torch":
+        monkeypatch.setattr(tensor_ops, "_compiled_shift", None)
+    elif tensor_ops._compiled_shift is None:
+        pytest.skip("rsb.data._shift not built")
+    return request.param
+
+
 @pytest.mark.parametrize("name", sorted(AFFINE_OPS))
-def test_affine_op_matches_timm_within_one_level(name):
+def test_affine_op_matches_timm_within_one_level(name, shift_path):
     # Pillow's formula in single precision against Pillow's double: where the exact value sits on an integer
     # (a shift like 0.31 * 80 = 24.8 makes (b - a) * 0.8 an integer for many pixel pairs), the two roundings can
     # truncate one level apart. Nothing else may differ: fill region, edges, direction, flat areas.
@@ -81,7 +91,7 @@ def test_affine_op_matches_timm_within_one_level(name):
                     assert diff.max() == 0, where
 
 
-def test_affine_fill_region_is_pillows():
+def test_affine_fill_region_is_pillows(shift_path):
     """A large translation leaves most of the image filled; the boundary between fill and image is Pillow's."""
     img = IMAGES[0]
     for name, args in (("TranslateXRel", (0.45,)), ("TranslateYRel", (-0.44,)), ("ShearX", (-0.3,))):
@@ -89,12 +99,26 @@ def test_affine_fill_region_is_pillows():
         np.testing.assert_array_equal((got == FILL).all(-1), (expected == FILL).all(-1))
 
 
+def test_compiled_shift_is_built_where_required():
+    # .ci/run sets this: the CI machine has a C compiler, so a missing extension there is a build bug.
+    import os
+    if os.environ.get("RSB_REQUIRE_JPEG_REGION") == "1":
+        assert tensor_ops._compiled_shift is not None
+
+
+def test_compiled_shift_rejects_inconsistent_arguments():
+    if tensor_ops._compiled_shift is None:
+        pytest.skip("rsb.data._shift not built")
+    with pytest.raises(ValueError):
+        tensor_ops._compiled_shift.shift_lines(bytes(10), 3, 2, 2, 2, np.zeros(2).tobytes(), 1, FILL)
+
+
 def test_every_randaugment_op_name_has_a_tensor_op():
     for name in timm_aa._RAND_INCREASING_TRANSFORMS + timm_aa._RAND_TRANSFORMS:
         assert name in tensor_ops.NAME_TO_TENSOR_OP, name
 
 
-def test_other_resample_filters_behave_as_pillow():
+def test_other_resample_filters_behave_as_pillow(shift_path):
     """Filters without a vectorised path go to Pillow itself: nearest gives Pillow's pixels, Lanczos its error."""
     expected, got = _run_both("ShearX", (0.2,), IMAGES[0], Image.Resampling.NEAREST)
     np.testing.assert_array_equal(got, expected)

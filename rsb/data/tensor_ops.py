@@ -19,6 +19,11 @@ import numpy as np
 import torch
 from PIL import Image
 
+try:  # the one-pass C version of _shift (rsb/data/_shift.c); optional at install time
+    from rsb.data import _shift as _compiled_shift
+except ImportError:
+    _compiled_shift = None
+
 _BICUBIC, _BILINEAR = Image.Resampling.BICUBIC, Image.Resampling.BILINEAR
 
 
@@ -145,6 +150,11 @@ def _shift(img: torch.Tensor, shifts: np.ndarray, axis: int, resample, fill) -> 
     channels = img.shape[0]
     n = img.shape[axis]  # length of a line
     shift = np.clip(shifts, -n - 4, n + 4)  # beyond one length every pixel is filled anyway
+    if _compiled_shift is not None and resample in (_BICUBIC, _BILINEAR):
+        out = _compiled_shift.shift_lines(img.numpy(), channels, img.shape[1], img.shape[2], axis,
+                                          np.ascontiguousarray(shift, dtype=np.float64), int(resample == _BICUBIC),
+                                          fill)
+        return torch.frombuffer(out, dtype=torch.uint8).view(img.shape)
     base = np.floor(shift)
     d = torch.from_numpy(shift - base).float()
     if resample == _BICUBIC:
