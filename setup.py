@@ -4,11 +4,12 @@ Both speed up the training transform and both are optional: where one cannot be 
 rsb takes the pure-Python path, slower, with the same results.
 - rsb/data/_jpeg_region.c decodes a JPEG only where the training crop falls; it links libjpeg-turbo's libjpeg API
   and needs the libjpeg headers at install time (Debian/Ubuntu: libjpeg-dev). Fallback: rsb/data/decode.py.
-- rsb/data/_shift.c runs RandAugment's Shear and Translate in one pass. Fallback: rsb/data/tensor_ops.py.
+- rsb/data/_augment.c runs RandAugment's Shear, Translate and enhance ops in one pass each. Fallback:
+  rsb/data/tensor_ops.py.
 """
 from setuptools import Extension, setup
 
 setup(ext_modules=[
     Extension("rsb.data._jpeg_region", ["rsb/data/_jpeg_region.c"], libraries=["jpeg"], optional=True),
-    Extension("rsb.data._shift", ["rsb/data/_shift.c"], extra_compile_args=["-O3"], optional=True),
+    Extension("rsb.data._augment", ["rsb/data/_augment.c"], extra_compile_args=["-O3"], optional=True),
 ])

@@ -55,8 +55,19 @@ def _run_both(name, args, img, resample):
     return expected, got.permute(1, 2, 0).numpy().astype(int)
 
 
+@pytest.fixture(params=["compiled", "torch"])
+def compiled_or_torch(request, monkeypatch):
+    """Shear, Translate and the enhance ops run rsb/data/_augment.c when it was built, else torch; both are
+    checked."""
+    if request.param == "torch":
+        monkeypatch.setattr(tensor_ops, "_compiled", None)
+    elif tensor_ops._compiled is None:
+        pytest.skip("rsb.data._augment not built")
+    return request.param
+
+
 @pytest.mark.parametrize("name", sorted(EXACT_OPS))
-def test_op_equals_timm(name):
+def test_op_equals_timm(name, compiled_or_torch):
     for args in EXACT_OPS[name]:
         for resample in (Image.Resampling.BICUBIC, Image.Resampling.BILINEAR):
             for img in IMAGES:
@@ -64,18 +75,8 @@ def test_op_equals_timm(name):
                 np.testing.assert_array_equal(got, expected, err_msg=f"{name}{args} {img.shape}")
 
 
-@pytest.fixture(params=["compiled", "torch"])
-def shift_path(request, monkeypatch):
-    """Shear and Translate run rsb/data/_shift.c when it was built, else torch; both are checked."""
-    if request.param == "torch":
-        monkeypatch.setattr(tensor_ops, "_compiled_shift", None)
-    elif tensor_ops._compiled_shift is None:
-        pytest.skip("rsb.data._shift not built")
-    return request.param
-
-
 @pytest.mark.parametrize("name", sorted(AFFINE_OPS))
-def test_affine_op_matches_timm_within_one_level(name, shift_path):
+def test_affine_op_matches_timm_within_one_level(name, compiled_or_torch):
     # Pillow's formula in single precision against Pillow's double: where the exact value sits on an integer
     # (a shift like 0.31 * 80 = 24.8 makes (b - a) * 0.8 an integer for many pixel pairs), the two roundings can
     # truncate one level apart. Nothing else may differ: fill region, edges, direction, flat areas.
@@ -91,7 +92,7 @@ def test_affine_op_matches_timm_within_one_level(name, shift_path):
                     assert diff.max() == 0, where
 
 
-def test_affine_fill_region_is_pillows(shift_path):
+def test_affine_fill_region_is_pillows(compiled_or_torch):
     """A large translation leaves most of the image filled; the boundary between fill and image is Pillow's."""
     img = IMAGES[0]
     for name, args in (("TranslateXRel", (0.45,)), ("TranslateYRel", (-0.44,)), ("ShearX", (-0.3,))):
@@ -99,18 +100,20 @@ def test_affine_fill_region_is_pillows(shift_path):
         np.testing.assert_array_equal((got == FILL).all(-1), (expected == FILL).all(-1))
 
 
-def test_compiled_shift_is_built_where_required():
+def test_compiled_is_built_where_required():
     # .ci/run sets this: the CI machine has a C compiler, so a missing extension there is a build bug.
     import os
     if os.environ.get("RSB_REQUIRE_JPEG_REGION") == "1":
-        assert tensor_ops._compiled_shift is not None
+        assert tensor_ops._compiled is not None
 
 
-def test_compiled_shift_rejects_inconsistent_arguments():
-    if tensor_ops._compiled_shift is None:
-        pytest.skip("rsb.data._shift not built")
+def test_compiled_rejects_inconsistent_arguments():
+    if tensor_ops._compiled is None:
+        pytest.skip("rsb.data._augment not built")
     with pytest.raises(ValueError):
-        tensor_ops._compiled_shift.shift_lines(bytes(10), 3, 2, 2, 2, np.zeros(2).tobytes(), 1, FILL)
+        tensor_ops._compiled.shift_lines(bytes(10), 3, 2, 2, 2, np.zeros(2).tobytes(), 1, FILL)
+    with pytest.raises(ValueError):
+        tensor_ops._compiled.blend(bytes(12), 3, 2, 2, 7, 1.5)
 
 
 def test_every_randaugment_op_name_has_a_tensor_op():
@@ -118,7 +121,7 @@ def test_every_randaugment_op_name_has_a_tensor_op():
         assert name in tensor_ops.NAME_TO_TENSOR_OP, name
 
 
-def test_other_resample_filters_behave_as_pillow(shift_path):
+def test_other_resample_filters_behave_as_pillow(compiled_or_torch):
     """Filters without a vectorised path go to Pillow itself: nearest gives Pillow's pixels, Lanczos its error."""
     expected, got = _run_both("ShearX", (0.2,), IMAGES[0], Image.Resampling.NEAREST)
     np.testing.assert_array_equal(got, expected)

@@ -19,10 +19,10 @@ import numpy as np
 import torch
 from PIL import Image
 
-try:  # the one-pass C version of _shift (rsb/data/_shift.c); optional at install time
-    from rsb.data import _shift as _compiled_shift
+try:  # one-pass C versions of _shift and _blend (rsb/data/_augment.c); optional at install time
+    from rsb.data import _augment as _compiled
 except ImportError:
-    _compiled_shift = None
+    _compiled = None
 
 _BICUBIC, _BILINEAR = Image.Resampling.BICUBIC, Image.Resampling.BILINEAR
 
@@ -114,19 +114,36 @@ def _luminance(img: torch.Tensor) -> torch.Tensor:
     return f[0].mul(19595).add_(f[1], alpha=38470).add_(f[2], alpha=7471).add_(0x8000).div_(65536).floor_()
 
 
+_ENHANCE_KINDS = {"brightness": 0, "contrast": 1, "color": 2, "sharpness": 3}  # rsb/data/_augment.c's blend
+
+
+def _compiled_enhance(img: torch.Tensor, kind: str, factor: float) -> torch.Tensor | None:
+    if _compiled is None or (kind in ("contrast", "color") and img.shape[0] != 3):
+        return None
+    out = _compiled.blend(img.numpy(), *img.shape, _ENHANCE_KINDS[kind], float(factor))
+    return torch.frombuffer(out, dtype=torch.uint8).view(img.shape)
+
+
 def color(img, factor, **_):
-    return _blend(_luminance(img), img, factor)
+    fast = _compiled_enhance(img, "color", factor)
+    return fast if fast is not None else _blend(_luminance(img), img, factor)
 
 
 def contrast(img, factor, **_):
-    return _blend(float(int(_luminance(img).double().mean().item() + 0.5)), img, factor)
+    fast = _compiled_enhance(img, "contrast", factor)
+    return fast if fast is not None else \
+        _blend(float(int(_luminance(img).double().mean().item() + 0.5)), img, factor)
 
 
 def brightness(img, factor, **_):
-    return _blend(0.0, img, factor)
+    fast = _compiled_enhance(img, "brightness", factor)
+    return fast if fast is not None else _blend(0.0, img, factor)
 
 
 def sharpness(img, factor, **_):
+    fast = _compiled_enhance(img, "sharpness", factor)
+    if fast is not None:
+        return fast
     # Pillow's SMOOTH filter: 3x3 kernel [1 1 1; 1 5 1; 1 1 1] / 13, +0.5 then truncate; the outermost rows and
     # columns are copied unfiltered.
     f = img.float()
@@ -150,8 +167,8 @@ def _shift(img: torch.Tensor, shifts: np.ndarray, axis: int, resample, fill) -> 
     channels = img.shape[0]
     n = img.shape[axis]  # length of a line
     shift = np.clip(shifts, -n - 4, n + 4)  # beyond one length every pixel is filled anyway
-    if _compiled_shift is not None and resample in (_BICUBIC, _BILINEAR):
-        out = _compiled_shift.shift_lines(img.numpy(), channels, img.shape[1], img.shape[2], axis,
+    if _compiled is not None and resample in (_BICUBIC, _BILINEAR):
+        out = _compiled.shift_lines(img.numpy(), channels, img.shape[1], img.shape[2], axis,
                                           np.ascontiguousarray(shift, dtype=np.float64), int(resample == _BICUBIC),
                                           fill)
         return torch.frombuffer(out, dtype=torch.uint8).view(img.shape)

@@ -1,16 +1,21 @@
-/* Pillow's affine transform for matrices that move pixels along one axis (RandAugment's Shear and Translate),
- * in one pass per plane.
+/* RandAugment's costliest image functions in one pass each: Pillow's arithmetic, as rsb.data.tensor_ops has it.
  *
- * Why: rsb.data.tensor_ops does the same with torch, but as ~12 full-image tensor passes (gather, convert, the
- * cubic's terms, clip); here each output pixel is read and written once, ~5x less time per op on one core. The
- * arithmetic is the torch path's (Pillow's formulas in single precision), and tests/test_tensor_ops.py checks
- * both paths against timm's Pillow ops.
+ * Why: rsb.data.tensor_ops does the same with torch, but as 5 to 12 full-image tensor passes per op (gather,
+ * convert, each term, clip); here each output pixel is read and written once, 3-10x less time per op on one
+ * core. The arithmetic is the torch path's (Pillow's formulas in single precision), and tests/test_tensor_ops.py
+ * checks both paths against timm's Pillow ops.
  *
  * shift_lines(src, channels, height, width, axis, shifts, bicubic, fill) -> bytearray
  *   src: planar uint8 (channels x height x width), contiguous. axis 2: each row y is sampled at positions
  *   i + 0.5 + shifts[y] (shifts: float64, one per row); axis 1: each column x at j + 0.5 + shifts[x]. A position
  *   outside [0, length) gives fill[c]; taps beyond the edges repeat the edge pixel (Pillow's clamping).
  *   bicubic: 1 for Pillow's BICUBIC (a = -1), 0 for BILINEAR.
+ *
+ * blend(src, channels, height, width, kind, factor) -> bytearray
+ *   Pillow's ImageEnhance: Image.blend(degenerate, img, factor) = (UINT8)(deg + factor * (img - deg)) in single
+ *   precision, clipped. kind 0 Brightness (deg 0), 1 Contrast (deg = the mean of Pillow's luminance, rounded),
+ *   2 Color (deg = Pillow's luminance per pixel), 3 Sharpness (deg = Pillow's SMOOTH filter, border unfiltered).
+ *   Contrast, Color and Sharpness need channels == 3 for the luminance; Sharpness works per plane.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -20,10 +25,10 @@
 
 static inline int clampi(int v, int hi) { return v < 0 ? 0 : (v > hi ? hi : v); }
 
-static inline unsigned char to_u8(float v) { /* Pillow clips, then truncates */
-    if (v <= 0.0f) return 0;
-    if (v >= 255.0f) return 255;
-    return (unsigned char)v;
+static inline unsigned char to_u8(float v) { /* Pillow clips, then truncates; branch-free so loops vectorise */
+    v = v < 0.0f ? 0.0f : v;
+    v = v > 255.0f ? 255.0f : v;
+    return (unsigned char)(int)v;
 }
 
 /* One line of n samples: out[i] from in (stride 1), shifted by s. */
@@ -82,6 +87,85 @@ static void transpose(const unsigned char *in, unsigned char *out, int rows, int
             for (int r = r0; r < r0 + block && r < rows; r++)
                 for (int c = c0; c < c0 + block && c < cols; c++)
                     out[(size_t)c * rows + r] = in[(size_t)r * cols + c];
+}
+
+/* Pillow's RGB -> L: (R*19595 + G*38470 + B*7471 + 0x8000) >> 16 */
+static inline int luminance(const unsigned char *r, const unsigned char *g, const unsigned char *b, size_t k) {
+    return (r[k] * 19595 + g[k] * 38470 + b[k] * 7471 + 0x8000) >> 16;
+}
+
+static inline unsigned char blend1(float deg, unsigned char v, float f) {
+    return to_u8(((float)v - deg) * f + deg);
+}
+
+/* The work of blend(), on plain arguments: no pointer here may alias them, so the loops vectorise. */
+static void blend_into(const unsigned char *restrict in, unsigned char *restrict dst, int channels, int height,
+                       int width, int kind, float f) {
+    size_t plane = (size_t)height * width;
+    if (kind == 0) {
+        for (size_t k = 0; k < plane * channels; k++) dst[k] = blend1(0.0f, in[k], f);
+    } else if (kind == 1) {
+        long long sum = 0;
+        for (size_t k = 0; k < plane; k++) sum += luminance(in, in + plane, in + 2 * plane, k);
+        float mean = (float)(int)((double)sum / (double)plane + 0.5); /* Pillow: int(ImageStat mean + 0.5) */
+        for (size_t k = 0; k < plane * channels; k++) dst[k] = blend1(mean, in[k], f);
+    } else if (kind == 2) {
+        for (size_t k = 0; k < plane; k++) {
+            float deg = (float)luminance(in, in + plane, in + 2 * plane, k);
+            for (int c = 0; c < 3; c++) dst[c * plane + k] = blend1(deg, in[c * plane + k], f);
+        }
+    } else {
+        for (int c = 0; c < channels; c++) {
+            const unsigned char *p = in + c * plane;
+            unsigned char *q = dst + c * plane;
+            for (int y = 0; y < height; y++) {
+                size_t row = (size_t)y * width;
+                if (y == 0 || y == height - 1 || width < 3) { /* border rows stay unfiltered, as in Pillow */
+                    for (int x = 0; x < width; x++) q[row + x] = blend1((float)p[row + x], p[row + x], f);
+                    continue;
+                }
+                const unsigned char *a = p + row - width, *m = p + row, *b = p + row + width;
+                q[row] = blend1((float)m[0], m[0], f);
+                q[row + width - 1] = blend1((float)m[width - 1], m[width - 1], f);
+                for (int x = 1; x < width - 1; x++) {
+                    int ring = a[x - 1] + a[x] + a[x + 1] + m[x - 1] + m[x + 1] + b[x - 1] + b[x] + b[x + 1];
+                    /* SMOOTH: (ring + 5 centre) / 13, rounded; the sum is an exact integer and its thirteenths
+                     * never fall near .5, so this order rounds as Pillow's does. */
+                    float deg = (float)(int)((float)(ring + 5 * m[x]) * (1.0f / 13.0f) + 0.5f);
+                    q[row + x] = blend1(deg, m[x], f);
+                }
+            }
+        }
+    }
+}
+
+static PyObject *blend(PyObject *self, PyObject *args) {
+    Py_buffer src;
+    int channels, height, width, kind;
+    double factor;
+    if (!PyArg_ParseTuple(args, "y*iiiid", &src, &channels, &height, &width, &kind, &factor)) {
+        return NULL;
+    }
+    size_t plane = (size_t)height * width;
+    PyObject *out = NULL;
+    if (kind < 0 || kind > 3 || channels < 1 || height < 1 || width < 1 || src.len != (Py_ssize_t)(plane * channels) ||
+        ((kind == 1 || kind == 2) && channels != 3)) {
+        PyErr_SetString(PyExc_ValueError, "blend: arguments do not describe a planar image and an enhance kind");
+        PyBuffer_Release(&src);
+        return NULL;
+    }
+    out = PyByteArray_FromStringAndSize(NULL, (Py_ssize_t)(plane * channels));
+    if (out == NULL) {
+        PyBuffer_Release(&src);
+        return NULL;
+    }
+    const unsigned char *in = (const unsigned char *)src.buf;
+    unsigned char *dst = (unsigned char *)PyByteArray_AS_STRING(out);
+    Py_BEGIN_ALLOW_THREADS
+    blend_into(in, dst, channels, height, width, kind, (float)factor);
+    Py_END_ALLOW_THREADS
+    PyBuffer_Release(&src);
+    return out;
 }
 
 static PyObject *shift_lines(PyObject *self, PyObject *args) {
@@ -151,9 +235,10 @@ done:
 static PyMethodDef methods[] = {
     {"shift_lines", shift_lines, METH_VARARGS,
      "shift_lines(src, channels, height, width, axis, shifts, bicubic, fill) -> bytearray"},
+    {"blend", blend, METH_VARARGS, "blend(src, channels, height, width, kind, factor) -> bytearray"},
     {NULL, NULL, 0, NULL},
 };
 
-static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_shift", NULL, -1, methods, NULL, NULL, NULL, NULL};
+static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_augment", NULL, -1, methods, NULL, NULL, NULL, NULL};
 
-PyMODINIT_FUNC PyInit__shift(void) { return PyModule_Create(&module); }
+PyMODINIT_FUNC PyInit__augment(void) { return PyModule_Create(&module); }
