@@ -11,6 +11,9 @@
  *   outside [0, length) gives fill[c]; taps beyond the edges repeat the edge pixel (Pillow's clamping).
  *   bicubic: 1 for Pillow's BICUBIC (a = -1), 0 for BILINEAR.
  *
+ * histograms(src, channels) -> bytes: channels x 256 int64 counts, one histogram per plane.
+ * apply_luts(src, channels, luts) -> bytearray: out[c][k] = luts[c * 256 + src[c][k]] (luts: channels x 256 bytes).
+ *
  * blend(src, channels, height, width, kind, factor) -> bytearray
  *   Pillow's ImageEnhance: Image.blend(degenerate, img, factor) = (UINT8)(deg + factor * (img - deg)) in single
  *   precision, clipped. kind 0 Brightness (deg 0), 1 Contrast (deg = the mean of Pillow's luminance, rounded),
@@ -232,10 +235,67 @@ done:
     return out;
 }
 
+static PyObject *histograms(PyObject *self, PyObject *args) {
+    Py_buffer src;
+    int channels;
+    if (!PyArg_ParseTuple(args, "y*i", &src, &channels)) {
+        return NULL;
+    }
+    if (channels < 1 || src.len % channels != 0) {
+        PyBuffer_Release(&src);
+        PyErr_SetString(PyExc_ValueError, "histograms: the buffer does not hold whole planes");
+        return NULL;
+    }
+    PyObject *out = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)channels * 256 * sizeof(long long));
+    if (out != NULL) {
+        long long *h = (long long *)PyBytes_AS_STRING(out);
+        const unsigned char *in = (const unsigned char *)src.buf;
+        size_t plane = (size_t)src.len / channels;
+        memset(h, 0, (size_t)channels * 256 * sizeof(long long));
+        Py_BEGIN_ALLOW_THREADS
+        for (int c = 0; c < channels; c++) {
+            const unsigned char *p = in + c * plane;
+            long long *hc = h + c * 256;
+            for (size_t k = 0; k < plane; k++) hc[p[k]]++;
+        }
+        Py_END_ALLOW_THREADS
+    }
+    PyBuffer_Release(&src);
+    return out;
+}
+
+static PyObject *apply_luts(PyObject *self, PyObject *args) {
+    Py_buffer src, luts;
+    int channels;
+    if (!PyArg_ParseTuple(args, "y*iy*", &src, &channels, &luts)) {
+        return NULL;
+    }
+    PyObject *out = NULL;
+    if (channels < 1 || src.len % channels != 0 || luts.len != (Py_ssize_t)channels * 256) {
+        PyErr_SetString(PyExc_ValueError, "apply_luts: need whole planes and one 256-byte table per plane");
+    } else if ((out = PyByteArray_FromStringAndSize(NULL, src.len)) != NULL) {
+        const unsigned char *in = (const unsigned char *)src.buf, *t = (const unsigned char *)luts.buf;
+        unsigned char *dst = (unsigned char *)PyByteArray_AS_STRING(out);
+        size_t plane = (size_t)src.len / channels;
+        Py_BEGIN_ALLOW_THREADS
+        for (int c = 0; c < channels; c++) {
+            const unsigned char *p = in + c * plane, *tc = t + c * 256;
+            unsigned char *q = dst + c * plane;
+            for (size_t k = 0; k < plane; k++) q[k] = tc[p[k]];
+        }
+        Py_END_ALLOW_THREADS
+    }
+    PyBuffer_Release(&src);
+    PyBuffer_Release(&luts);
+    return out;
+}
+
 static PyMethodDef methods[] = {
     {"shift_lines", shift_lines, METH_VARARGS,
      "shift_lines(src, channels, height, width, axis, shifts, bicubic, fill) -> bytearray"},
     {"blend", blend, METH_VARARGS, "blend(src, channels, height, width, kind, factor) -> bytearray"},
+    {"histograms", histograms, METH_VARARGS, "histograms(src, channels) -> bytes (channels x 256 int64)"},
+    {"apply_luts", apply_luts, METH_VARARGS, "apply_luts(src, channels, luts) -> bytearray"},
     {NULL, NULL, 0, NULL},
 };
 

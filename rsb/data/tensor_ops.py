@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-try:  # one-pass C versions of _shift and _blend (rsb/data/_augment.c); optional at install time
+try:  # one-pass C versions of _shift, the enhance blends and the table ops (rsb/data/_augment.c); optional
     from rsb.data import _augment as _compiled
 except ImportError:
     _compiled = None
@@ -38,6 +38,9 @@ def _via_pillow(img: torch.Tensor, fn) -> torch.Tensor:
 
 def _apply_luts(img: torch.Tensor, luts: np.ndarray) -> torch.Tensor:
     """luts: (C, 256) uint8, one table per plane."""
+    if _compiled is not None:
+        out = _compiled.apply_luts(img.numpy(), img.shape[0], np.ascontiguousarray(luts, dtype=np.uint8))
+        return torch.frombuffer(out, dtype=torch.uint8).view(img.shape)
     a = img.numpy()
     return torch.from_numpy(np.stack([np.take(luts[c], a[c]) for c in range(a.shape[0])]))
 
@@ -47,6 +50,9 @@ def _same_lut(lut: np.ndarray, channels: int) -> np.ndarray:
 
 
 def _histograms(img: torch.Tensor) -> np.ndarray:
+    if _compiled is not None:
+        counts = _compiled.histograms(img.numpy(), img.shape[0])
+        return np.frombuffer(counts, dtype=np.int64).reshape(img.shape[0], 256)
     return np.stack([np.bincount(plane.ravel(), minlength=256) for plane in img.numpy()])
 
 
