@@ -11,7 +11,9 @@ Translate (Pillow's formulas evaluated here in single precision, by Pillow in do
 apart where the exact value sits on an integer, on a few percent of pixels at most.
 
 Images are contiguous uint8 tensors of shape (C, H, W) with C = 3 (planar, so every per-row or per-plane
-operation runs along the contiguous last axis); each op returns a new tensor.
+operation runs along the contiguous last axis); each op returns a new tensor. Where rsb/data/_augment.c was built,
+Shear, Translate, the enhance ops and the table ops run there in one pass each (the same arithmetic); the torch
+code below is then the fallback, and the tests run both.
 """
 from __future__ import annotations
 

@@ -4,7 +4,7 @@
 timm's create_transform already builds exactly the recipe's chain (RandomResizedCrop with the recipe's scale,
 ratio and interpolation, flip, RandAugment with timm's hyper-parameters for the image size), so we reuse it; with
 data.fast_transform (the default) the same chain runs on uint8 tensors with timm's random draws
-(rsb.data.fast_transform), about 1.8-2x timm's images/s per core (benchmarks/RESULTS_speed.md).
+(rsb.data.fast_transform), over 2x timm's images/s per core (benchmarks/RESULTS_speed.md).
 """
 from __future__ import annotations
 
