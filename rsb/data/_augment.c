@@ -18,7 +18,7 @@
  *   Pillow's ImageEnhance: Image.blend(degenerate, img, factor) = (UINT8)(deg + factor * (img - deg)) in single
  *   precision, clipped. kind 0 Brightness (deg 0), 1 Contrast (deg = the mean of Pillow's luminance, rounded),
  *   2 Color (deg = Pillow's luminance per pixel), 3 Sharpness (deg = Pillow's SMOOTH filter, border unfiltered).
- *   Contrast, Color and Sharpness need channels == 3 for the luminance; Sharpness works per plane.
+ *   Contrast and Color need channels == 3 (the luminance); Brightness and Sharpness work per plane.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>

@@ -29,6 +29,11 @@ except ImportError:
 _BICUBIC, _BILINEAR = Image.Resampling.BICUBIC, Image.Resampling.BILINEAR
 
 
+def _from_bytes(buffer: bytearray, shape) -> torch.Tensor:
+    """A uint8 tensor over what an rsb/data/_augment.c function returned (no copy)."""
+    return torch.frombuffer(buffer, dtype=torch.uint8).view(shape)
+
+
 def _via_pillow(img: torch.Tensor, fn) -> torch.Tensor:
     # Through single-band images: merging and splitting planes is ~5x cheaper than an interleaving copy.
     pil = Image.merge("RGB", [Image.fromarray(plane) for plane in img.numpy()])
@@ -41,8 +46,8 @@ def _via_pillow(img: torch.Tensor, fn) -> torch.Tensor:
 def _apply_luts(img: torch.Tensor, luts: np.ndarray) -> torch.Tensor:
     """luts: (C, 256) uint8, one table per plane."""
     if _compiled is not None:
-        out = _compiled.apply_luts(img.numpy(), img.shape[0], np.ascontiguousarray(luts, dtype=np.uint8))
-        return torch.frombuffer(out, dtype=torch.uint8).view(img.shape)
+        return _from_bytes(_compiled.apply_luts(img.numpy(), img.shape[0],
+                                                np.ascontiguousarray(luts, dtype=np.uint8)), img.shape)
     a = img.numpy()
     return torch.from_numpy(np.stack([np.take(luts[c], a[c]) for c in range(a.shape[0])]))
 
@@ -128,8 +133,7 @@ _ENHANCE_KINDS = {"brightness": 0, "contrast": 1, "color": 2, "sharpness": 3}  #
 def _compiled_enhance(img: torch.Tensor, kind: str, factor: float) -> torch.Tensor | None:
     if _compiled is None or (kind in ("contrast", "color") and img.shape[0] != 3):
         return None
-    out = _compiled.blend(img.numpy(), *img.shape, _ENHANCE_KINDS[kind], float(factor))
-    return torch.frombuffer(out, dtype=torch.uint8).view(img.shape)
+    return _from_bytes(_compiled.blend(img.numpy(), *img.shape, _ENHANCE_KINDS[kind], float(factor)), img.shape)
 
 
 def color(img, factor, **_):
@@ -176,10 +180,9 @@ def _shift(img: torch.Tensor, shifts: np.ndarray, axis: int, resample, fill) -> 
     n = img.shape[axis]  # length of a line
     shift = np.clip(shifts, -n - 4, n + 4)  # beyond one length every pixel is filled anyway
     if _compiled is not None and resample in (_BICUBIC, _BILINEAR):
-        out = _compiled.shift_lines(img.numpy(), channels, img.shape[1], img.shape[2], axis,
-                                          np.ascontiguousarray(shift, dtype=np.float64), int(resample == _BICUBIC),
-                                          fill)
-        return torch.frombuffer(out, dtype=torch.uint8).view(img.shape)
+        return _from_bytes(_compiled.shift_lines(img.numpy(), channels, img.shape[1], img.shape[2], axis,
+                                                 np.ascontiguousarray(shift, dtype=np.float64),
+                                                 int(resample == _BICUBIC), fill), img.shape)
     base = np.floor(shift)
     d = torch.from_numpy(shift - base).float()
     if resample == _BICUBIC:
