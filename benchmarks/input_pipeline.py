@@ -18,10 +18,9 @@ Per core (one process, torch at 1 thread, as in a loader worker), for A2 (224, r
         crop falls, by rsb.data._jpeg_region).
 The two alternate in chunks of 25 images; each figure is total images / total seconds. "decode only" shows the
 decoder's share: Pillow (open, load, convert to RGB, as timm) and rsb's whole-image decoder (load_rgb_array,
-simplejpeg). The draft line bounds
-what decoding at reduced DCT scale (PIL Image.draft) could give: the share of crops (timm's get_params on these
-files) that stay >= the output size at 1/2 scale or less, times the decode time saved, against timm's per-image
-time.
+simplejpeg). The draft line bounds what decoding at reduced DCT scale (PIL Image.draft) could give: the share of
+crops (timm's get_params on these files) that stay >= the output size at 1/2 scale or less, times the decode time
+saved, against timm's per-image time.
 
 Full loader (workers = usable cores, batch 32, uint8 batches, no pin_memory), A2, over a folder holding each
 JPEG --loader-copies times (hard links: 1,200 items by default, so an epoch outlasts worker start-up):

@@ -37,12 +37,10 @@ def _pillow_rgb(data: bytes) -> np.ndarray:
         return np.array(img.convert("RGB"))
 
 
-def load_rgb_array(path: str | Path) -> np.ndarray:
+def _whole_image(data: bytes) -> np.ndarray:
     """An HxWx3 uint8 array of the whole image: JPEGs in a colour space libjpeg converts as Pillow does go
     straight to libjpeg-turbo (simplejpeg: no Pillow image object and no copy out of one); anything else (CMYK,
     whose conversion Pillow does its own way; PNG behind a .JPEG name; damaged data) goes through Pillow."""
-    with open(path, "rb") as f:
-        data = f.read()
     if data[:2] == b"\xff\xd8":
         try:
             if simplejpeg.decode_jpeg_header(data)[2] in _DIRECT_COLOURSPACES:
@@ -50,6 +48,12 @@ def load_rgb_array(path: str | Path) -> np.ndarray:
         except ValueError:
             pass  # let Pillow decide, and word the error
     return _pillow_rgb(data)
+
+
+def load_rgb_array(path: str | Path) -> np.ndarray:
+    """The whole image at `path` as an HxWx3 uint8 array (see _whole_image)."""
+    with open(path, "rb") as f:
+        return _whole_image(f.read())
 
 
 class EncodedJpeg:
@@ -79,15 +83,13 @@ class EncodedJpeg:
 
 def load_for_crop(path: str | Path):
     """An EncodedJpeg when the region decoder can serve this file, else the whole image as an array."""
-    if _jpeg_region is None:
-        return load_rgb_array(path)
     with open(path, "rb") as f:
         data = f.read()
-    if data[:2] == b"\xff\xd8":
+    if _jpeg_region is not None and data[:2] == b"\xff\xd8":
         try:
             width, height, colourspace = _jpeg_region.info(data)
             if colourspace in (_jpeg_region.JCS_YCbCr, _jpeg_region.JCS_RGB, _jpeg_region.JCS_GRAYSCALE):
                 return EncodedJpeg(data, width, height, str(path))
         except ValueError:
             pass
-    return _pillow_rgb(data)
+    return _whole_image(data)
