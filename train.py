@@ -39,7 +39,7 @@ def main(argv=None) -> int:
         sample = args.data is None
         cfg = trainer.build_config(args.recipe, args.overrides, sample)
         if args.print_config:
-            print(trainer.print_config(cfg, sample), end="")
+            print(trainer.print_config(cfg, sample, args.device), end="")
             return 0
         name = Path(args.recipe).stem + ("-sample" if sample else "")
         env = trainer.RunEnv(data=args.data, output=args.output or Path("runs") / name,

@@ -46,8 +46,10 @@ def parse_args(argv=None):
                                                   "CPU); halved automatically on CUDA out-of-memory")
     p.add_argument("--workers", type=int, help="decoding processes per device (default: CPUs/device, max 8)")
     p.add_argument("--device", default="auto", help="auto (CUDA if present), cpu, cuda or cuda:N")
-    p.add_argument("--no-amp", action="store_true", help="score in float32 (default: the run's autocast dtype, "
-                                                         "bfloat16 for --weights)")
+    p.add_argument("--amp", action="store_true",
+                   help="score under autocast in the run's dtype (bfloat16 for --weights) where the device computes "
+                        "it natively (default: float32, as timm's validate.py, so scores compare with published "
+                        "ones)")
     p.add_argument("--ema", action="store_true", help="score the checkpoints' EMA weights (runs with train.ema)")
     p.add_argument("--out-dir", type=Path, default=Path("validation"),
                    help="folder for results.csv and results.json (default: ./validation)")
@@ -98,7 +100,7 @@ def _summary_line(row: dict) -> str:
 def run(args) -> int:
     import torch
 
-    from rsb import distributed
+    from rsb import distributed, precision
     from rsb.evaluation import scoring, table
 
     from rsb.errors import UserError
@@ -127,11 +129,14 @@ def run(args) -> int:
         settings = item.settings.overridden(args.img_size, args.crop_pct, args.interpolation)
         if item.num_classes not in sets_by_classes:
             sets_by_classes[item.num_classes] = _sets_for(args, item.num_classes, log)
-        amp = None if args.no_amp else scoring.AMP_DTYPES.get(item.amp_dtype or "")
+        prec = precision.choose(args.amp, item.amp_dtype or "bfloat16", dist.device)
+        amp = prec.dtype
+        if args.amp and amp is None:
+            log(f"note: {prec.reason}")
         model = scoring.prepare_model(item.model, dist.device, item.channels_last)
         where = f" (epoch {item.meta['epoch']})" if item.meta.get("epoch") is not None else ""
         log(f"{item.source}{where}: {item.meta['model']}, {settings}, "
-            f"{'autocast ' + str(amp).removeprefix('torch.') if amp else 'float32'}, {dist.world_size} process(es)")
+            f"{prec.name + ' autocast' if amp else 'float32'}, {dist.world_size} process(es)")
         if item.meta.get("epoch_step"):
             log(f"note: {item.source} is a mid-epoch checkpoint (step {item.meta['epoch_step']} of epoch "
                 f"{item.meta['epoch'] + 1})")

@@ -61,7 +61,7 @@ class LossConfig:
     name: str = "bce"                 # "bce" (binary cross-entropy) or "soft_ce"
     target_threshold: Optional[float] = 0.2  # BCE: mixed targets above this become 1, others 0; null = off
     label_smoothing: float = 0.0
-    smoothing_after_threshold: bool = True   # see recipes/a1.yaml for why
+    smoothing_after_threshold: bool = False  # false: timm's order, as the released weights (recipes/a1.yaml)
 
 
 @dataclass
@@ -78,6 +78,7 @@ class OptimConfig:
 
 @dataclass
 class SchedConfig:
+    name: str = "cosine"              # per-step linear warmup, then cosine decay to min_lr at the last step
     epochs: int = 300
     warmup_epochs: float = 5.0        # linear warmup from warmup_lr to the peak
     warmup_lr: float = 1e-6
@@ -90,6 +91,7 @@ class TrainConfig:
     batch_per_device: int = 256       # images per device per step (repeats included)
     amp: bool = True                  # mixed precision autocast
     amp_dtype: str = "bfloat16"       # bfloat16 | float16 (float16 uses a gradient scaler)
+    amp_fallback: str = "float32"     # where the device lacks native amp_dtype: "float32", or "keep" autocast
     ema: bool = False                 # exponential moving average of weights, evaluated when on
     ema_decay: float = 0.9998
     eval_every: int = 1               # evaluate every N epochs (and always at the last)
@@ -111,6 +113,54 @@ class Config:
     optim: OptimConfig = field(default_factory=OptimConfig)
     sched: SchedConfig = field(default_factory=SchedConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+
+
+# Every field that takes one of a few names: checked when a recipe or override is read, so --print-config and a
+# sweep launch reject a typo before any data is read or job submitted. model.name is checked against timm.
+CHOICES = {
+    "data.train_interpolation": ("bicubic", "bilinear", "nearest", "box", "hamming", "lanczos", "random"),
+    "data.test_interpolation": ("bicubic", "bilinear", "nearest", "box", "hamming", "lanczos"),
+    "loss.name": ("bce", "soft_ce"),
+    "optim.name": ("lamb", "adamw"),
+    "optim.batch_rule": ("accumulate", "linear", "sqrt", "none"),
+    "sched.name": ("cosine",),
+    "train.amp_dtype": ("bfloat16", "float16"),
+    "train.amp_fallback": ("float32", "keep"),
+    "train.nonfinite": ("stop", "skip"),
+}
+
+
+def _check_choice(path: str, value: Any) -> None:
+    if path in CHOICES and value not in CHOICES[path]:
+        options = CHOICES[path]
+        raise UserError(f"{path} must be one of {', '.join(options)}; got {value!r} "
+                        f"(did you mean '{_closest(str(value), list(options))}'?).")
+    if path == "model.name":
+        import timm
+        if not timm.is_model(value):
+            near = difflib.get_close_matches(value, timm.list_models(), n=1, cutoff=0.0)
+            raise UserError(f"model.name {value!r} is not a timm model (did you mean '{near[0] if near else ''}'?"
+                            f" see timm.list_models()).")
+
+
+def check_config(cfg: "Config") -> None:
+    """Reject values no code path can honour, with the key named (the choices are checked when read)."""
+    def need(ok: bool, msg: str) -> None:
+        if not ok:
+            raise UserError(msg)
+    need(cfg.sched.epochs > 0, "sched.epochs must be positive.")
+    need(0 <= cfg.sched.warmup_epochs < cfg.sched.epochs,
+         f"sched.warmup_epochs must be in [0, sched.epochs) (got {cfg.sched.warmup_epochs:g} with "
+         f"sched.epochs={cfg.sched.epochs}).")
+    need(cfg.optim.lr > 0, "optim.lr must be positive.")
+    need(cfg.aug.repeated_aug >= 1, "aug.repeated_aug must be 1 (off) or more.")
+    need(cfg.train.batch_per_device > 0, "train.batch_per_device must be positive.")
+    mixing = cfg.aug.mixup_alpha > 0 or cfg.aug.cutmix_alpha > 0
+    need(not mixing or cfg.train.batch_per_device % 2 == 0,
+         "train.batch_per_device must be even when Mixup or CutMix is on (timm mixes a batch with its flip).")
+    need(len(cfg.aug.scale) == 2 and len(cfg.aug.ratio) == 2, "aug.scale and aug.ratio take two numbers each.")
+    need(0 < cfg.data.test_crop_pct <= 1, "data.test_crop_pct must be in (0, 1].")
+    need(cfg.model.num_classes > 1, "model.num_classes must be at least 2.")
 
 
 def available_recipes() -> list[str]:
@@ -161,6 +211,7 @@ def _build(cls, data: dict, prefix: str) -> Any:
             kwargs[key] = _build(types[key], value, f"{prefix}{key}.")
         else:
             kwargs[key] = _check_value(prefix + key, value, types[key])
+            _check_choice(prefix + key, kwargs[key])
     return cls(**kwargs)
 
 

@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 METRIC_FIELDS = ["epoch", "train_loss", "lr", "val_top1", "val_top5", "ema_top1", "images_per_sec",
-                 "epoch_seconds", "skipped_images", "nonfinite_steps", "note"]
+                 "epoch_seconds", "skipped_images", "nonfinite_steps", "precision", "note"]
 
 
 class Progress:

@@ -12,8 +12,8 @@ import timm
 import torch
 import yaml
 
-from rsb import checkpoint, distributed
-from rsb.config import RECIPE_DIR, Config, apply_overrides, load_recipe, to_dict, to_yaml
+from rsb import checkpoint, distributed, precision
+from rsb.config import RECIPE_DIR, Config, apply_overrides, check_config, load_recipe, to_dict, to_yaml
 from rsb.data.batch import DeviceBatch
 from rsb.data.loader import TrainLoader, eval_loader, imagenet_splits
 from rsb.data.sample import ensure_sample_dataset
@@ -50,10 +50,13 @@ def sample_scale_overrides() -> list[str]:
 
 
 def build_config(recipe: str, overrides: list[str], sample: bool) -> Config:
+    """The recipe, the sample-scale overlay when no data is given, then the overrides; checked as a whole."""
     cfg = load_recipe(recipe)
     if sample:
         cfg = apply_overrides(cfg, sample_scale_overrides())
-    return apply_overrides(cfg, overrides)
+    cfg = apply_overrides(cfg, overrides)
+    check_config(cfg)
+    return cfg
 
 
 def resolved_document(cfg: Config, derived: Derived, env: RunEnv | None = None) -> dict:
@@ -64,14 +67,15 @@ def resolved_document(cfg: Config, derived: Derived, env: RunEnv | None = None) 
     return doc
 
 
-def print_config(cfg: Config, sample: bool) -> str:
+def print_config(cfg: Config, sample: bool, device: str = "auto") -> str:
     """The resolved YAML for --print-config: no data is read (ImageNet-1k's train size is assumed)."""
     from rsb.data.sample import NUM_CLASSES, SPLITS
     images = SPLITS["train"] * NUM_CLASSES if sample else IMAGENET_TRAIN_IMAGES
     _, world, _ = distributed.env_rank_world()
     scale = ("built-in sample data at sample scale (" + SAMPLE_SCALE_FILE.name + "); pass --data for the "
              "ImageNet-scale recipe") if sample else f"ImageNet-1k ({images} train images assumed, data not read)"
-    return f"# resolved for {scale}\n" + to_yaml(resolved_document(cfg, resolve(cfg, world, images)))
+    return f"# resolved for {scale}\n" + to_yaml(resolved_document(
+        cfg, resolve(cfg, world, images, precision.for_config(cfg.train, device))))
 
 
 def _seed_everything(seed: int) -> None:
@@ -131,15 +135,11 @@ class Trainer:
                             f"{self.cfg.model.num_classes}; set model.num_classes={len(train_idx.classes)}.")
         return train_idx, val_idx
 
-    def _amp_dtype(self):
-        if not self.cfg.train.amp:
-            return None
-        return torch.bfloat16 if self.cfg.train.amp_dtype == "bfloat16" else torch.float16
-
     def setup(self) -> None:
         cfg, d = self.cfg, self.dist
         train_idx, val_idx = self._data()
-        self.derived = resolve(cfg, d.world_size, len(train_idx))
+        self.precision = precision.for_config(cfg.train, d.device)
+        self.derived = resolve(cfg, d.world_size, len(train_idx), self.precision)
         if cfg.train.deterministic:
             torch.use_deterministic_algorithms(True, warn_only=True)
             torch.backends.cudnn.benchmark = False
@@ -157,13 +157,12 @@ class Trainer:
         self.optimizer = create_optimizer(model, cfg.optim, self.derived.lr)
         self.schedule = WarmupCosine(cfg.sched, self.derived.lr, self.derived.total_steps,
                                      self.derived.warmup_steps)
-        amp = self._amp_dtype()
-        self.scaler = torch.amp.GradScaler(d.device.type) if amp == torch.float16 else None
+        self.scaler = torch.amp.GradScaler(d.device.type) if self.precision.needs_scaler else None
         self.clip = None if clips_gradients_itself(self.optimizer) else cfg.optim.max_grad_norm
         self.loss_fn = create_loss(cfg.loss, cfg.model.num_classes)
         workers = self.env.workers
         self.train_loader = TrainLoader(cfg, train_idx, d.rank, d.world_size, workers,
-                                        pin_memory=d.device.type == "cuda")
+                                        pin_memory=d.device.type == "cuda", accum_steps=self.derived.accum_steps)
         self.val_loader = eval_loader(val_idx, cfg.data.test_size, cfg.data.test_crop_pct,
                                       cfg.data.test_interpolation, cfg.train.batch_per_device, workers,
                                       rank=d.rank, world=d.world_size)
@@ -272,11 +271,14 @@ class Trainer:
         self.log(f"run folder {self.out}; {d.world_size} process(es) on {d.device.type}; "
                  f"{der.train_images} train images, {der.steps_per_epoch} steps/epoch, {cfg.sched.epochs} epochs")
         self.log(f"batch rule: {der.batch_rule_applied}")
+        self.log(f"precision: {der.precision_reason}")
+        self.log(f"repeated augmentation: {cfg.aug.repeated_aug} copies per image dealt over "
+                 f"{der.sampler_lanes} sampler lanes ({d.world_size} process(es) x {der.accum_steps} micro-steps)")
         self.log(f"resolved configuration: {self.out / 'resolved.yaml'}")
         if self.start_epoch >= cfg.sched.epochs:
             self.log("this run has already finished; nothing to do (use another --output for a new run)")
             return self._summary(0.0)
-        amp = self._amp_dtype()
+        amp = self.precision.dtype
         seen_total, skipped_total = 0, 0
         started = time.perf_counter()
         self._last_save = time.monotonic()
@@ -347,7 +349,8 @@ class Trainer:
                "val_top1": round(val["top1"], 3) if val else "", "val_top5": round(val["top5"], 3) if val else "",
                "ema_top1": round(ema_val["top1"], 3) if ema_val else "",
                "images_per_sec": round(stats.images_per_sec, 1), "epoch_seconds": round(stats.seconds, 1),
-               "skipped_images": stats.skipped_images, "nonfinite_steps": stats.nonfinite_skipped}
+               "skipped_images": stats.skipped_images, "nonfinite_steps": stats.nonfinite_skipped,
+               "precision": self.precision.name}  # training and its evaluation compute in this precision
         self.metrics.append(row)
         self.save(epoch + 1, 0, is_best)
         if self.main:
@@ -367,6 +370,7 @@ class Trainer:
             "best_val_top1": self.best.get("top1"), "best_epoch": self.best.get("epoch"),
             "val_images_scored": self.last_val.get("images"),
             "world_size": self.dist.world_size, "steps_per_epoch": self.derived.steps_per_epoch,
+            "precision": self.derived.precision, "precision_reason": self.derived.precision_reason,
             "train_seconds_this_session": round(seconds, 1), "run_dir": str(self.out),
         }
         if self.main:

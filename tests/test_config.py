@@ -75,8 +75,8 @@ def test_override_empty_value_gives_empty_string(cfg):
 
 
 def test_override_value_may_contain_equals(cfg):
-    out = apply_overrides(cfg, ["model.name=a=b"])
-    assert out.model.name == "a=b"
+    out = apply_overrides(cfg, ["aug.rand_augment=rand-m9=x"])
+    assert out.aug.rand_augment == "rand-m9=x"
 
 
 def test_later_override_wins(cfg):
@@ -200,3 +200,51 @@ def test_partial_recipe_file_uses_defaults_and_converts_int(tmp_path):
 
 def test_to_dict_round_trip(cfg):
     assert config_from_dict(to_dict(cfg)) == cfg
+
+
+# ---- choice fields: checked when read, with the nearest valid value ----------------------------------------
+
+from rsb.config import CHOICES  # noqa: E402
+
+
+@pytest.mark.parametrize("key", sorted(CHOICES))
+def test_every_choice_field_rejects_a_typo_with_the_nearest_value(cfg, key):
+    valid = CHOICES[key][0]
+    typo = valid[:-1] + ("x" if valid[-1] != "x" else "y")
+    with pytest.raises(UserError, match=rf"{key.replace('.', r'[.]')} must be one of .*did you mean '{valid}'"):
+        apply_overrides(cfg, [f"{key}={typo}"])
+
+
+@pytest.mark.parametrize("key", sorted(CHOICES))
+def test_every_choice_value_is_accepted(cfg, key):
+    for value in CHOICES[key]:
+        assert apply_overrides(cfg, [f"{key}={value}"]) is not None
+
+
+def test_choice_in_a_recipe_file_is_checked(tmp_path):
+    p = tmp_path / "r.yaml"
+    p.write_text("sched:\n  name: cosin\n")
+    with pytest.raises(UserError, match="sched.name must be one of cosine"):
+        load_recipe(str(p))
+
+
+def test_model_name_is_checked_against_timm(cfg):
+    with pytest.raises(UserError, match="model.name 'resnet5O' is not a timm model.*did you mean 'resnet50'"):
+        apply_overrides(cfg, ["model.name=resnet5O"])
+    assert apply_overrides(cfg, ["model.name=resnet10t"]).model.name == "resnet10t"
+
+
+def test_print_config_rejects_a_bad_choice_before_reading_data(tmp_path):
+    import train
+    missing = tmp_path / "no-such-data"
+    assert train.main(["--recipe", "a2", "--data", str(missing), "--print-config", "loss.name=bcee"]) == 2
+
+
+def test_sweep_launch_checks_the_config_once_before_starting_any_seed(tmp_path, capsys):
+    """At sample scale warmup is 1 epoch, so sched.epochs=1 is invalid: the launch fails at once, no seed runs."""
+    from rsb.sweep import cli
+    assert cli.main(["launch", "--seeds", "1-3", "--out", str(tmp_path / "sw"), "--cluster", "local",
+                     "sched.epochs=1"]) == 2
+    err = capsys.readouterr().err
+    assert "sched.warmup_epochs must be in [0, sched.epochs)" in err
+    assert not (tmp_path / "sw" / "sweep.json").exists() and not list((tmp_path).glob("sw/seed*"))

@@ -145,9 +145,22 @@ def test_create_loss_soft_ce_from_config():
     assert loss.num_classes == 5 and loss.smoothing == 0.1
 
 
-def test_a1_recipe_loss_follows_paper_order():
+def test_a1_recipe_loss_is_timms_order_as_released():
+    """A1 by default trains as the released weights did: smoothing before the threshold, which undoes it."""
     cfg = load_recipe("a1")
+    assert cfg.loss.label_smoothing == 0.1 and cfg.loss.smoothing_after_threshold is False
     loss = create_loss(cfg.loss, cfg.model.num_classes)
     t = loss.targets(torch.tensor([0]))
+    assert t[0, 0].item() == 1.0 and t[0, 1].item() == 0.0
+    # Mixed targets as timm's Mixup makes them (smoothing inside the mix) end as 0/1 too.
+    from timm.data.mixup import mixup_target
+    mixed = mixup_target(torch.tensor([0, 1]), 1000, lam=0.7, smoothing=0.1)
+    assert set(loss.targets(mixed).unique().tolist()) == {0.0, 1.0}
+
+
+def test_a1_paper_text_order_is_the_option():
+    from rsb.config import apply_overrides
+    cfg = apply_overrides(load_recipe("a1"), ["loss.smoothing_after_threshold=true"])
+    t = create_loss(cfg.loss, cfg.model.num_classes).targets(torch.tensor([0]))
     assert t[0, 0].item() == pytest.approx(0.9 + 0.1 / 1000)
     assert t[0, 1].item() == pytest.approx(0.1 / 1000)

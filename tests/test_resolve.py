@@ -87,10 +87,14 @@ def test_larger_batch_than_reference_scales_up_under_accumulate():
 def test_imagenet_steps_per_epoch(world, batch):
     cfg = cfg_with("a1", f"train.batch_per_device={batch}")
     d = resolve(cfg, world, N)
-    # The documented rule: each device's share is ceil(N / world) samples (the sampler's), then whole batches,
-    # then whole accumulation groups.
-    expected = math.ceil(N / world) // batch // d.accum_steps
-    assert d.samples_per_device == math.ceil(N / world)
+    # The documented rule (rsb.data.sampler): the epoch is dealt over world x accum lanes (at least 3 with
+    # repeats), each lane keeps ceil(N / lanes) samples cut to whole batches; a device holds lanes / world lanes.
+    lanes = d.sampler_lanes
+    v = world * d.accum_steps
+    assert lanes == v * math.ceil(3 / v)
+    per_lane_batches = math.ceil(N / lanes) // batch
+    assert d.samples_per_device == per_lane_batches * batch * (lanes // world)
+    expected = d.samples_per_device // batch // d.accum_steps
     assert d.steps_per_epoch == expected
     assert d.global_batch == 2048
     # RECIPES.md: 1,281,167 / 2048 ~ 626 steps per epoch.
@@ -99,8 +103,16 @@ def test_imagenet_steps_per_epoch(world, batch):
 
 def test_imagenet_8x256_exact():
     d = resolve(cfg_with("a1"), 8, N)
-    assert d.samples_per_device == 160_146
+    # ceil(1,281,167 / 8) = 160,146 per lane, cut to 625 whole batches of 256
+    assert d.sampler_lanes == 8 and d.samples_per_device == 160_000
     assert d.steps_per_epoch == 625
+
+
+@pytest.mark.parametrize("world", [1, 2, 4, 8])
+def test_one_gpu_accumulating_sees_the_steps_of_eight(world):
+    """1 x 8 micro-steps, 2 x 4, 4 x 2 and 8 x 1 deal over the same 8 lanes: the same steps per epoch."""
+    d = resolve(cfg_with("a2"), world, N)
+    assert (d.sampler_lanes, d.accum_steps * world, d.steps_per_epoch) == (8, 8, 625)
 
 
 @pytest.mark.parametrize("recipe,epochs,approx_total", [("a1", 600, 375_000), ("a2", 300, 188_000),

@@ -34,10 +34,12 @@ class TrainLoader:
     of workers) sees exactly the data and augmentations of an uninterrupted one."""
 
     def __init__(self, cfg: Config, index: ImageFolderIndex, rank: int, world: int, workers: int,
-                 pin_memory: bool):
+                 pin_memory: bool, accum_steps: int = 1):
         self.seed, self.rank = cfg.train.seed, rank
         dataset = ImageFolderDataset(index, train_transform(cfg.data, cfg.aug))
-        self.sampler = RepeatedAugSampler(len(dataset), world, rank, cfg.aug.repeated_aug, cfg.train.seed)
+        # One lane per (process, micro-step): copies of an image in different micro-batches (rsb.data.sampler).
+        self.sampler = RepeatedAugSampler(len(dataset), world, rank, cfg.aug.repeated_aug, cfg.train.seed,
+                                          batch_size=cfg.train.batch_per_device, accum_steps=accum_steps)
         self.generator = torch.Generator()
         self.loader = DataLoader(
             dataset, batch_size=cfg.train.batch_per_device, sampler=SeededSampler(self.sampler), num_workers=workers,

@@ -1,12 +1,22 @@
-"""Repeated-augmentation sampler (Hoffer et al. 2020; DeiT's RASampler), seeded by (run seed, epoch).
+"""Repeated-augmentation sampler (Hoffer et al. 2020; DeiT's RASampler), seeded by (run seed, epoch), dealt
+over virtual replicas.
 
-Each epoch: shuffle the indices with a generator seeded by (seed, epoch), repeat each index `repeats` times,
-and deal the list round-robin to the processes, so the copies of one image land on different processes
-(when there are at least `repeats` of them). Each process keeps ceil(N / world) samples, so an epoch has about
-N samples in all and sees about N / repeats distinct images. repeats=1 is a plain distributed shuffle.
+Each epoch: shuffle the indices with a generator seeded by (seed, epoch), repeat each index `repeats` times, and
+deal the list round-robin to `lanes` virtual replicas, so consecutive copies of one image land in different
+lanes. A lane is what one GPU of the reference saw: the recipes' global batch of 2048 was 8 (or 4) GPUs, each
+micro-batch holding distinct images and the copies of an image on different GPUs. Here there is one lane per
+(process, accumulation micro-step), world_size x accum_steps in all, so one GPU accumulating 8 micro-batches
+sees, step by step, exactly what 8 GPUs without accumulation would: every micro-batch holds distinct images and
+each copy of an image is in a different micro-batch. With fewer lanes than repeats (one process, no
+accumulation) the lanes are multiplied until there are at least `repeats`, so the copies still fall in different
+(consecutive) batches. Each lane keeps ceil(N / lanes) samples, cut to whole batches, so an epoch has about N
+samples in all and sees about N / repeats distinct images. repeats=1 is a plain distributed shuffle.
+
+A process's stream is its lanes interleaved batch by batch: step t's micro-batch j is batch t of lane
+j * world_size + rank. Positions in that stream are fixed, so a mid-epoch resume skips a prefix of it.
 
 Why our own: timm's RepeatAugSampler seeds the shuffle with the epoch only (a seed study would see one data
-order for every seed) and refuses a single process.
+order for every seed), refuses a single process and knows nothing of accumulation.
 """
 from __future__ import annotations
 
@@ -22,31 +32,56 @@ def seed_for(*parts: int) -> int:
     return int(np.random.SeedSequence([int(p) for p in parts]).generate_state(2, np.uint64)[0] >> np.uint64(1))
 
 
+def lane_count(world: int, accum_steps: int, repeats: int) -> int:
+    """Virtual replicas an epoch is dealt over: world x accum, times the smallest factor reaching `repeats`."""
+    lanes = world * accum_steps
+    return lanes * math.ceil(repeats / lanes)
+
+
+def samples_per_process(num_samples: int, world: int, accum_steps: int, repeats: int, batch_size: int) -> int:
+    """Samples one process draws per epoch: its lanes, each cut to whole batches of `batch_size`."""
+    lanes = lane_count(world, accum_steps, repeats)
+    per_lane = math.ceil(num_samples / lanes)
+    return (per_lane // batch_size) * batch_size * (lanes // world)
+
+
 class RepeatedAugSampler(Sampler[int]):
     def __init__(self, num_samples: int, num_replicas: int = 1, rank: int = 0, repeats: int = 3,
-                 seed: int = 0, shuffle: bool = True):
+                 seed: int = 0, shuffle: bool = True, batch_size: int = 1, accum_steps: int = 1):
         if not 0 <= rank < num_replicas:
             raise ValueError(f"rank {rank} out of range for {num_replicas} processes")
         self.n, self.world, self.rank = num_samples, num_replicas, rank
         self.repeats, self.seed, self.shuffle = repeats, seed, shuffle
+        self.batch_size, self.accum_steps = batch_size, accum_steps
+        self.lanes = lane_count(num_replicas, accum_steps, repeats)
+        self.batches_per_lane = math.ceil(num_samples / self.lanes) // batch_size
+        self.per_rank = samples_per_process(num_samples, num_replicas, accum_steps, repeats, batch_size)
         self.epoch, self.start = 0, 0
-        self.per_rank = math.ceil(num_samples / num_replicas)
 
     def set_epoch(self, epoch: int, start: int = 0) -> None:
         """Select the epoch's order; `start` skips the first samples of this process (mid-epoch resume)."""
         self.epoch, self.start = epoch, start
 
-    def indices(self) -> list[int]:
+    def slots(self) -> np.ndarray:
+        """This process's positions in the epoch's repeated order, in stream order: lane l's k-th sample is
+        position l + k * lanes; batch t of each of the process's lanes in turn."""
+        own = np.arange(self.lanes // self.world) * self.world + self.rank          # lane of micro-step j
+        k = (np.arange(self.batches_per_lane)[:, None, None] * self.batch_size
+             + np.arange(self.batch_size)[None, None, :])                           # (batch t, 1, position)
+        return (own[None, :, None] + k * self.lanes).reshape(-1)
+
+    def order(self) -> torch.Tensor:
+        """The epoch's repeated order: a (seed, epoch) shuffle, each index `repeats` times in a row."""
         if self.shuffle:
             g = torch.Generator().manual_seed(seed_for(self.seed, self.epoch))
             order = torch.randperm(self.n, generator=g)
         else:
             order = torch.arange(self.n)
-        order = order.repeat_interleave(self.repeats)
-        total = self.per_rank * self.world
-        if len(order) < total:  # pad by wrapping so every process gets the same count
-            order = torch.cat([order, order[: total - len(order)]])
-        return order[self.rank:total:self.world][: self.per_rank].tolist()
+        return order.repeat_interleave(self.repeats)
+
+    def indices(self) -> list[int]:
+        order = self.order().numpy()
+        return order[self.slots() % len(order)].tolist()  # a slot past the end wraps (repeats=1, N not divisible)
 
     def __iter__(self):
         return iter(self.indices()[self.start:])

@@ -57,6 +57,15 @@ def seed_config(recipe: str, overrides: list[str], sample: bool, seed: int) -> C
     return build_config(recipe, list(overrides) + [f"train.seed={seed}"], sample)
 
 
+def resolve_once(cfg: Config, sample: bool, executor: Executor) -> None:
+    """Resolve as a seed's run will: the sample's train size, or ImageNet-1k's (the data is not read here), on
+    the processes one seed gets (Slurm: nodes x GPUs per node; locally one)."""
+    from rsb.data.sample import NUM_CLASSES, SPLITS
+    from rsb.resolve import IMAGENET_TRAIN_IMAGES, resolve
+    world = executor.nodes * max(1, executor.gpus_per_node) if executor.cluster == "slurm" else 1
+    resolve(cfg, world, SPLITS["train"] * NUM_CLASSES if sample else IMAGENET_TRAIN_IMAGES)
+
+
 def check_overrides(overrides: list[str]) -> None:
     for o in overrides:
         if o.split("=", 1)[0].strip() == "train.seed":
@@ -72,11 +81,12 @@ def definition_config(cfg: Config) -> dict:
 
 def make_spec(recipe: str, seeds: list[int], overrides: list[str], data: str | Path | None,
               imagenet_v2: str | Path | None, executor: Executor) -> SweepSpec:
-    """Check the definition by building the first seed's config (a bad recipe or override fails here, before
-    anything is submitted)."""
+    """Check the definition by building and resolving the first seed's config (a bad recipe or override, or a
+    batch too large for the data, fails here once, before anything is started or submitted)."""
     check_overrides(overrides)
     recipe = normalize_recipe(recipe)
     cfg = seed_config(recipe, overrides, data is None, seeds[0])
+    resolve_once(cfg, data is None, executor)
     return SweepSpec(recipe=recipe, seeds=list(seeds), overrides=list(overrides),
                      data=str(Path(data).resolve()) if data is not None else None,
                      imagenet_v2=str(Path(imagenet_v2).resolve()) if imagenet_v2 is not None else None,
