@@ -23,9 +23,10 @@ def test_two_process_ddp_run_splits_the_samples(tmp_path):
                          env=dict(os.environ, OMP_NUM_THREADS="1"))
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
     derived = yaml.safe_load((out / "resolved.yaml").read_text())["derived"]
-    # 80 images, 2 processes: 40 samples each per epoch (repeats included), 16 per device per step.
-    assert derived["world_size"] == 2 and derived["samples_per_device"] == 40
-    assert derived["steps_per_epoch"] == 40 // 16 and derived["global_batch"] == 32
+    # 100 images, 2 processes, no accumulation: dealt over 4 lanes (the fewest multiple of 2 reaching 3 repeats)
+    # of 25 samples, each cut to one batch of 16; 2 lanes per process, 16 per device per step.
+    assert derived["world_size"] == 2 and derived["sampler_lanes"] == 4 and derived["samples_per_device"] == 32
+    assert derived["steps_per_epoch"] == 32 // 16 and derived["global_batch"] == 32
     summary = json.loads((out / "summary.json").read_text())
     assert summary["world_size"] == 2 and summary["final_epoch"] == 2
     # Each process scores its own share of val; together every image exactly once.

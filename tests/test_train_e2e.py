@@ -44,7 +44,7 @@ def test_each_recipe_runs_end_to_end(recipe, data, tmp_path):
     assert all(float(r["train_loss"]) > 0 and 0 <= float(r["val_top1"]) <= 100 for r in rows)
     resolved = yaml.safe_load((out / "resolved.yaml").read_text())
     assert resolved["config"]["name"] == recipe
-    assert resolved["derived"]["steps_per_epoch"] == 80 // 16
+    assert resolved["derived"]["steps_per_epoch"] == 6  # 100 images, 3 lanes of 34: 2 batches of 16 each
     summary = json.loads((out / "summary.json").read_text())
     assert summary["final_epoch"] == 2 and summary["final_val_top1"] == float(rows[-1]["val_top1"])
     assert (out / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -110,7 +110,7 @@ def test_interrupted_run_resumes_with_the_same_command(how, data, tmp_path):
     assert again.returncode == 0, again.stdout + again.stderr
     assert "resumed from" in again.stdout
     assert [int(r["epoch"]) for r in _rows(out)] == [1, 2, 3]
-    assert torch.load(out / "last.pt", weights_only=True)["step"] == 3 * 5
+    assert torch.load(out / "last.pt", weights_only=True)["step"] == 3 * 6
 
 
 def test_corrupt_images_are_skipped_and_too_many_stop_the_run(data, tmp_path):
