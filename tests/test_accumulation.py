@@ -262,14 +262,14 @@ def test_interrupted_run_with_accumulation_ends_bitwise_equal_to_uninterrupted(d
     ref_proc = subprocess.Popen(_args(data, reference, workers=0, extra=extra), cwd=REPO, env=_env(),
                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     cmd = _args(data, run, workers=0, extra=extra)
-    # SIGUSR1 in the middle of the epoch: the run stops after step 2 (or 3 on a slow machine).
+    # SIGUSR1 in the middle of the epoch: the run stops after step 2 (or a step later on a slow machine).
     code, log = _interrupt_at_step(cmd, 2, signal.SIGUSR1)
     assert code == 128 + signal.SIGUSR1, log
     mid = checkpoint.load(run / "last.pt")
     derived = mid["derived"]
     assert derived["accum_steps"] == 2 and derived["global_batch"] == 16 and derived["batch_per_device"] == 8
     assert derived["steps_per_epoch"] >= 4, "too few steps per epoch to stop in the middle"
-    assert mid["epoch"] == 0 and mid["step"] in (2, 3) and mid["epoch_step"] == mid["step"]
+    assert mid["epoch"] == 0 and 2 <= mid["step"] < derived["steps_per_epoch"] and mid["epoch_step"] == mid["step"]
     # The same command resumes mid-epoch: the data stream skips epoch_step x 2 micro-batches of 8.
     res = _run(cmd)
     assert res.returncode == 0, res.stdout + res.stderr

@@ -55,9 +55,10 @@ def test_sample_command_installs_and_runs(tmp_path):
     (tmp_path / "train.py").symlink_to(REPO / "train.py")
     argv = run.split()
     assert argv[:2] == ["python", "train.py"]
-    res = subprocess.run([sys.executable, *argv[1:], "sched.epochs=2"], cwd=tmp_path, env=env,
-                         capture_output=True, text=True, timeout=300)
+    # The small set's 100 images fill one batch of 32 per sampler lane (the sample scale's 64 needs the full set).
+    res = subprocess.run([sys.executable, *argv[1:], "sched.epochs=2", "train.batch_per_device=32"], cwd=tmp_path,
+                         env=env, capture_output=True, text=True, timeout=300)
     assert res.returncode == 0, res.stdout + res.stderr
-    assert "sample data" in res.stdout and "batch rule" in res.stdout
+    assert "sample data" in res.stdout and "batch rule" in res.stdout and "precision: " in res.stdout
     assert "done: final val top-1" in res.stdout
     assert (tmp_path / "runs" / "a2-sample" / "summary.json").is_file()
