@@ -27,7 +27,7 @@ def parse_args(argv=None):
     p.add_argument("--print-config", action="store_true", help="print the resolved configuration and exit")
     p.add_argument("--quiet", action="store_true", help="no progress output")
     p.add_argument("overrides", nargs="*", metavar="section.key=value", help="recipe overrides")
-    return p.parse_args(argv)
+    return p.parse_intermixed_args(argv)  # overrides may come before, between and after the flags
 
 
 def main(argv=None) -> int:

@@ -74,21 +74,18 @@ def train_one_epoch(model, batches, prep, loss_fn, optimizer, schedule, *, devic
                 out = model(x)
             loss = loss_fn(out, y)
             finite = torch.isfinite(loss)
-            if skip_nonfinite and not finite.item():
+            dropped = False
+            if skip_nonfinite and not _finite_everywhere(finite, world_size):
                 nonfinite += 1
+                # Under DDP this step's accumulated gradients are all-reduced by the last micro-batch's backward;
+                # when every process skips it, they were never averaged, so the step is dropped on all of them.
+                dropped = is_update and world_size > 1
             else:
                 (scaler.scale(loss / accum_steps) if scaler else loss / accum_steps).backward()
                 first_bad = torch.where(finite | (first_bad >= 0), first_bad, step + 1)  # 1-based, as in progress
         if is_update:
-            if clip_grad is not None:
-                if scaler:
-                    scaler.unscale_(optimizer)
-                torch.nn.utils.clip_grad_norm_(model.parameters(), clip_grad)
-            if scaler:
-                scaler.step(optimizer)
-                scaler.update()
-            else:
-                optimizer.step()
+            if not dropped:
+                _update(model, optimizer, scaler, clip_grad)
             optimizer.zero_grad(set_to_none=True)
             step += 1
             if ema is not None:
@@ -107,6 +104,28 @@ def train_one_epoch(model, batches, prep, loss_fn, optimizer, schedule, *, devic
     seconds = time.perf_counter() - start
     mean_loss = (loss_sum / max(micro - nonfinite, 1)).item()
     return EpochStats(mean_loss, lr, seen / max(seconds, 1e-9), seconds, step - first_step, skipped, nonfinite)
+
+
+def _update(model, optimizer, scaler, clip_grad: float | None) -> None:
+    """One optimizer step on the accumulated gradients: unscale (float16), clip, step."""
+    if clip_grad is not None:
+        if scaler:
+            scaler.unscale_(optimizer)
+        torch.nn.utils.clip_grad_norm_(model.parameters(), clip_grad)
+    if scaler:
+        scaler.step(optimizer)
+        scaler.update()
+    else:
+        optimizer.step()
+
+
+def _finite_everywhere(finite: torch.Tensor, world_size: int) -> bool:
+    """Whether the loss is finite on every process: under DDP all must skip the same micro-batch, or their
+    gradient all-reduces would no longer pair up (a hang until the process-group timeout)."""
+    flag = finite.to(torch.float32).reshape(1)
+    if world_size > 1:
+        distributed.all_reduce_sum(flag)
+    return int(flag.item()) == world_size
 
 
 def predict_top5(model, x: torch.Tensor, device: torch.device, amp_dtype=None) -> torch.Tensor:

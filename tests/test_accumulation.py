@@ -360,3 +360,54 @@ def test_adamw_clipping_path_runs(data, tmp_path, monkeypatch):
     assert any(before > 0.5 for _, _, before, _ in calls)  # the clipping did something
     last = checkpoint.load(out / "last.pt")
     assert last["step"] == steps and _finite(last["model"])
+
+
+# ---- DDP with train.nonfinite=skip: every process skips the same micro-batch ---------------------------------
+def _ddp_skip_worker(rank: int, world: int, init_file: str, out_dir: str):
+    import datetime
+
+    import torch.distributed as dist
+
+    torch.set_num_threads(1)
+    # A short timeout: were the processes to disagree, their collectives would stop pairing up and wait.
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world,
+                            timeout=datetime.timedelta(seconds=60))
+    try:
+        x, y = _samples(4 * 3, seed=200 + rank)
+        model = _mlp()
+        ddp = torch.nn.parallel.DistributedDataParallel(model)
+        calls = {"n": 0}
+        # rank 1: NaN on micro-batch 2 (the update of step 1); rank 0: NaN on micro-batch 3 (an accumulation one)
+        bad = {0: 3, 1: 2}[rank]
+
+        def loss_fn(out, target):
+            calls["n"] += 1
+            loss = torch.nn.functional.cross_entropy(out, target)
+            return loss * float("nan") if calls["n"] == bad else loss
+
+        opt = torch.optim.SGD(ddp.parameters(), lr=0.5)
+        steps = []
+        real_step = opt.step
+        opt.step = lambda *a, **k: (steps.append(calls["n"]), real_step(*a, **k))[1]
+        stats = train_one_epoch(ddp, _batches(x, y, 3), Counter(), loss_fn, opt,
+                                WarmupCosine(SchedConfig(), 0.5, 10, 0), device=CPU, first_step=0, steps=2,
+                                accum_steps=2, world_size=world, skip_nonfinite=True)
+        torch.save({"nonfinite": stats.nonfinite_skipped, "steps": stats.steps, "optimizer_steps": steps,
+                    "weights": {n: t.detach().clone() for n, t in model.state_dict().items()}},
+                   f"{out_dir}/skip{rank}.pt")
+    finally:
+        dist.destroy_process_group()
+
+
+def test_ddp_skip_nonfinite_agrees_across_processes(tmp_path):
+    """One process's NaN makes every process skip that micro-batch (no hang, no drift); a skipped last
+    micro-batch drops its step, whose gradients were never all-reduced."""
+    import torch.multiprocessing as mp
+
+    mp.spawn(_ddp_skip_worker, args=(2, str(tmp_path / "store"), str(tmp_path)), nprocs=2, join=True)
+    r0, r1 = (torch.load(tmp_path / f"skip{r}.pt") for r in range(2))
+    for r in (r0, r1):
+        assert r["nonfinite"] == 2 and r["steps"] == 2
+        assert r["optimizer_steps"] == [4]  # step 1 (micro-batches 1-2) dropped, step 2 taken
+    assert _same(r0["weights"], r1["weights"])
+    assert not _same(r0["weights"], {n: t for n, t in _mlp().state_dict().items()})

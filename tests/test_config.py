@@ -248,3 +248,10 @@ def test_sweep_launch_checks_the_config_once_before_starting_any_seed(tmp_path, 
     err = capsys.readouterr().err
     assert "sched.warmup_epochs must be in [0, sched.epochs)" in err
     assert not (tmp_path / "sw" / "sweep.json").exists() and not list((tmp_path).glob("sw/seed*"))
+
+
+def test_overrides_may_come_between_and_after_the_flags():
+    import train
+    args = train.parse_args(["optim.lr=1e-3", "--recipe", "a3", "sched.epochs=3", "--workers", "2", "train.seed=4"])
+    assert args.recipe == "a3" and args.workers == 2
+    assert args.overrides == ["optim.lr=1e-3", "sched.epochs=3", "train.seed=4"]

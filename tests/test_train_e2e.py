@@ -132,34 +132,43 @@ def test_corrupt_images_are_skipped_and_too_many_stop_the_run(data, tmp_path):
     assert "unreadable images" in stop.stderr and "Traceback" not in stop.stderr
 
 
-def _error_of(args, tmp_path):
-    res = run_train(args + ["--output", str(tmp_path / "err")])
-    assert res.returncode == 2, res.stdout + res.stderr
-    assert "Traceback" not in res.stderr
-    lines = [l for l in res.stderr.splitlines() if l.startswith("error:")]
-    assert len(lines) == 1, res.stderr
+def _error_of(args, tmp_path, capsys=None):
+    """The one error line of train.py: in a real process, or (capsys given) through train.main in this one,
+    which runs the same code without paying for a fresh interpreter and torch import."""
+    args = args + ["--output", str(tmp_path / "err")]
+    if capsys is None:
+        res = run_train(args)
+        code, stderr, stdout = res.returncode, res.stderr, res.stdout
+    else:
+        capsys.readouterr()
+        code = _main(args)
+        stdout, stderr = capsys.readouterr()
+    assert code == 2, stdout + stderr
+    assert "Traceback" not in stderr
+    lines = [l for l in stderr.splitlines() if l.startswith("error:")]
+    assert len(lines) == 1, stderr
     return lines[0]
 
 
-def test_bad_inputs_give_one_clear_sentence(data, tmp_path):
-    assert "does not exist" in _error_of(["--data", str(tmp_path / "nope")], tmp_path)
+def test_bad_inputs_give_one_clear_sentence(data, tmp_path, capsys):
+    assert "does not exist" in _error_of(["--data", str(tmp_path / "nope")], tmp_path)  # a real process
     empty = tmp_path / "empty"
     (empty / "train" / "n01").mkdir(parents=True)
     (empty / "val" / "n01").mkdir(parents=True)
-    assert "no images" in _error_of(["--data", str(empty)], tmp_path)
-    assert "available: a1, a2, a3" in _error_of(["--recipe", "b7"], tmp_path)
-    assert "did you mean 'optim.lr'" in _error_of(["optim.lrr=1"], tmp_path)
-    assert "must be of type int" in _error_of(["sched.epochs=ten"], tmp_path)
+    assert "no images" in _error_of(["--data", str(empty)], tmp_path, capsys)
+    assert "available: a1, a2, a3" in _error_of(["--recipe", "b7"], tmp_path, capsys)
+    assert "did you mean 'optim.lr'" in _error_of(["optim.lrr=1"], tmp_path, capsys)
+    assert "must be of type int" in _error_of(["sched.epochs=ten"], tmp_path, capsys)
     # A checkpoint of another model.
     import timm
     other = tmp_path / "r18.pt"
     torch.save({"model": timm.create_model("resnet18", num_classes=10).state_dict()}, other)
-    msg = _error_of(["--data", str(data), "--resume", str(other), *TINY_OVERRIDES], tmp_path)
+    msg = _error_of(["--data", str(data), "--resume", str(other), *TINY_OVERRIDES], tmp_path, capsys)
     assert "another model" in msg
     garbage = tmp_path / "garbage.pt"
     garbage.write_bytes(b"\x00" * 100)
     assert "cannot be read" in _error_of(["--data", str(data), "--resume", str(garbage), *TINY_OVERRIDES],
-                                         tmp_path)
+                                         tmp_path, capsys)
 
 
 def test_print_config_shows_resolved_values_without_data(tmp_path):
