@@ -21,7 +21,7 @@ def test_local_sweep_end_to_end(tmp_path, capsys, monkeypatch):
     out = tmp_path / "sweep"
     launch = ["launch", "--recipe", "a2", "--seeds", "1-2", "--out", str(out), "--cluster", "local",
               "--data", str(data), "--imagenet-v2", str(data / "v2"), "--workers", "0", "--max-parallel", "2",
-              *TINY_OVERRIDES]
+              *TINY_OVERRIDES, "model.name=resnet10t"]
     assert cli.main(launch) == 0
     text = capsys.readouterr().out
     assert "seed 1: finished" in text and "seed 2: finished" in text

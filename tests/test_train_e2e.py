@@ -17,6 +17,11 @@ import train
 from _tiny import REPO, TINY_OVERRIDES, run_train, tiny_data
 
 
+# For the tests about run mechanics (seeds, resume, bad images), a small ResNet: the recipes' ResNet-50 runs in
+# test_each_recipe_runs_end_to_end and the README sample test.
+SMALL = [*TINY_OVERRIDES, "model.name=resnet10t"]
+
+
 @pytest.fixture(scope="module")
 def data(tmp_path_factory):
     return tiny_data(tmp_path_factory.mktemp("tiny") / "sample")
@@ -61,7 +66,7 @@ def test_same_seed_same_losses_and_other_seed_differs(data, tmp_path):
     for name, seed in (("a", 3), ("b", 3), ("c", 4)):
         out = tmp_path / name
         assert _main(["--recipe", "a2", "--data", str(data), "--output", str(out), "--workers", "0", "--quiet",
-                      *TINY_OVERRIDES, "sched.epochs=1", "sched.warmup_epochs=0", f"train.seed={seed}"]) == 0
+                      *SMALL, "sched.epochs=1", "sched.warmup_epochs=0", f"train.seed={seed}"]) == 0
         losses[name] = _rows(out)[0]["train_loss"]
     assert losses["a"] == losses["b"]
     assert losses["a"] != losses["c"]
@@ -69,7 +74,7 @@ def test_same_seed_same_losses_and_other_seed_differs(data, tmp_path):
 
 def test_rerun_of_finished_run_does_nothing_and_resume_flag(data, tmp_path, capsys):
     out = tmp_path / "run"
-    args = ["--recipe", "a3", "--data", str(data), "--output", str(out), "--workers", "0", *TINY_OVERRIDES,
+    args = ["--recipe", "a3", "--data", str(data), "--output", str(out), "--workers", "0", *SMALL,
             "sched.epochs=1", "sched.warmup_epochs=0"]
     assert _main(args + ["--quiet"]) == 0
     assert _main(args) == 0
@@ -77,7 +82,7 @@ def test_rerun_of_finished_run_does_nothing_and_resume_flag(data, tmp_path, caps
     # --resume PATH continues a run from an explicit checkpoint into another folder, for more epochs.
     out2 = tmp_path / "longer"
     assert _main(["--recipe", "a3", "--data", str(data), "--output", str(out2), "--workers", "0", "--quiet",
-                  "--resume", str(out / "last.pt"), *TINY_OVERRIDES, "sched.epochs=2"]) == 0
+                  "--resume", str(out / "last.pt"), *SMALL, "sched.epochs=2"]) == 0
     assert [int(r["epoch"]) for r in _rows(out2)] == [2]
 
 
@@ -92,7 +97,7 @@ def _wait_for(path: Path, proc: subprocess.Popen, timeout: float = 240) -> None:
 @pytest.mark.parametrize("how", ["sigterm", "sigkill"])
 def test_interrupted_run_resumes_with_the_same_command(how, data, tmp_path):
     out = tmp_path / "run"
-    args = ["--recipe", "a2", "--data", str(data), "--output", str(out), "--workers", "0", *TINY_OVERRIDES,
+    args = ["--recipe", "a2", "--data", str(data), "--output", str(out), "--workers", "0", *SMALL,
             "sched.epochs=3", "train.log_every=1"]
     cmd = [sys.executable, str(REPO / "train.py"), *args]
     proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
@@ -120,14 +125,14 @@ def test_corrupt_images_are_skipped_and_too_many_stop_the_run(data, tmp_path):
     victim = sorted((bad / "train").glob("*/*.JPEG"))[0]
     victim.write_bytes(b"")  # zero-byte image
     ok = run_train(["--recipe", "a2", "--data", str(bad), "--output", str(tmp_path / "r1"), "--workers", "0",
-                    "--quiet", *TINY_OVERRIDES, "sched.epochs=1", "sched.warmup_epochs=0", "aug.repeated_aug=1",
+                    "--quiet", *SMALL, "sched.epochs=1", "sched.warmup_epochs=0", "aug.repeated_aug=1",
                     "data.max_bad_image_fraction=0.5"])  # no repeats: every image is read once
     assert ok.returncode == 0, ok.stderr
     assert str(victim) in ok.stderr
     for p in sorted((bad / "train").glob("*/*.JPEG"))[:30]:
         p.write_bytes(b"not a jpeg")
     stop = run_train(["--recipe", "a2", "--data", str(bad), "--output", str(tmp_path / "r2"), "--workers", "0",
-                      "--quiet", *TINY_OVERRIDES, "sched.epochs=1", "sched.warmup_epochs=0"])
+                      "--quiet", *SMALL, "sched.epochs=1", "sched.warmup_epochs=0"])
     assert stop.returncode == 2
     assert "unreadable images" in stop.stderr and "Traceback" not in stop.stderr
 
@@ -186,7 +191,7 @@ def test_print_config_shows_resolved_values_without_data(tmp_path):
 def test_ema_option_is_evaluated(data, tmp_path):
     out = tmp_path / "ema"
     assert _main(["--recipe", "a3", "--data", str(data), "--output", str(out), "--workers", "0", "--quiet",
-                  *TINY_OVERRIDES, "sched.epochs=1", "sched.warmup_epochs=0", "train.ema=true",
+                  *SMALL, "sched.epochs=1", "sched.warmup_epochs=0", "train.ema=true",
                   "train.ema_decay=0.5"]) == 0
     row = _rows(out)[0]
     assert 0 <= float(row["ema_top1"]) <= 100
@@ -199,5 +204,5 @@ def test_ema_option_is_evaluated(data, tmp_path):
 def test_compile_option_trains(data, tmp_path):
     out = tmp_path / "compiled"
     assert _main(["--recipe", "a3", "--data", str(data), "--output", str(out), "--workers", "0", "--quiet",
-                  *TINY_OVERRIDES, "sched.epochs=1", "sched.warmup_epochs=0", "model.compile=true"]) == 0
+                  *SMALL, "sched.epochs=1", "sched.warmup_epochs=0", "model.compile=true"]) == 0
     assert float(_rows(out)[0]["train_loss"]) > 0
