@@ -230,3 +230,18 @@ def test_eval_transform_matches_a_hand_computed_resize_and_center_crop():
     # One pixel off in either direction is a different image: the check pins the crop position.
     assert not np.array_equal(out, resized[6:230, 45:269].transpose(2, 0, 1))
     assert not np.array_equal(out, resized[5:229, 44:268].transpose(2, 0, 1))
+
+
+def test_float32_by_default_and_amp_only_where_native(trained, tmp_path, capsys, monkeypatch):
+    """As timm's validate.py, scores are float32 unless --amp asks for autocast, which the device must have."""
+    from rsb import precision
+    monkeypatch.setenv("RSB_CACHE", str(trained.cache))  # where train.py's sample data is found
+    _validate([trained.run / "last.pt", "--batch-size", "16"], tmp_path / "a")
+    assert "float32" in capsys.readouterr().out
+    monkeypatch.setattr(precision, "cpu_native_features", lambda: [])
+    _validate([trained.run / "last.pt", "--batch-size", "16", "--amp"], tmp_path / "b")
+    assert "note: float32 instead of the recipe's bfloat16 autocast" in capsys.readouterr().out
+    monkeypatch.setattr(precision, "cpu_native_features", lambda: ["AMX"])
+    rows = _validate([trained.run / "last.pt", "--batch-size", "16", "--amp"], tmp_path / "c")
+    out = capsys.readouterr().out
+    assert "bfloat16 autocast" in out and rows[0]["val_images"] == 40, out
