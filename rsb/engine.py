@@ -32,6 +32,9 @@ class NonFiniteLoss(UserError):
                          f"train.nonfinite=skip to skip such steps.")
 
 
+NONFINITE_CHECK_EVERY = 20  # optimizer steps between reads of the recorded first non-finite step (one sync each)
+
+
 def autocast(device: torch.device, dtype: torch.dtype | None):
     if dtype is None:
         return contextlib.nullcontext()
@@ -45,9 +48,11 @@ def train_one_epoch(model, batches, prep, loss_fn, optimizer, schedule, *, devic
     """Run `steps` optimizer steps (each of `accum_steps` micro-batches) from global step `first_step`.
     `after_step(steps_done)` runs after every optimizer step (checkpoints, signals); True stops the epoch.
 
-    Non-finite losses: by default the first bad step is recorded on the device (no per-step sync) and raised at
-    the next progress line or at the end; with skip_nonfinite, each micro-batch's loss is checked (one sync per
-    step) and a bad one is left out of the gradient and counted."""
+    Non-finite losses: by default the first bad step is recorded on the device (no per-step sync) and raised
+    every NONFINITE_CHECK_EVERY steps and at the end, on every process alike (a NaN reaches every rank through
+    the gradient all-reduce, so they stop together); with skip_nonfinite, each micro-batch's loss is checked (one
+    sync per step) and a bad one is left out of the gradient and counted.
+    The epoch's mean loss is averaged over processes, as DeiT's and timm's logs do."""
     model.train()
     loss_sum = torch.zeros((), device=device)
     first_bad = torch.full((), -1, device=device, dtype=torch.int64)
@@ -94,15 +99,18 @@ def train_one_epoch(model, batches, prep, loss_fn, optimizer, schedule, *, devic
         micro += 1
         seen += x.shape[0] * world_size
         if is_update:
+            if (step - first_step) % NONFINITE_CHECK_EVERY == 0:
+                check_finite()
             if progress is not None:
-                if progress.due(step):
-                    check_finite()
                 progress.step(step, lambda: (loss_sum / max(1, micro - nonfinite)).item(), lr, seen)
             if after_step(step - first_step):
                 break
     check_finite()
     seconds = time.perf_counter() - start
-    mean_loss = (loss_sum / max(micro - nonfinite, 1)).item()
+    totals = torch.stack([loss_sum.float(), torch.tensor(float(micro - nonfinite), device=device)])
+    if world_size > 1:
+        distributed.all_reduce_sum(totals)
+    mean_loss = (totals[0] / totals[1].clamp(min=1)).item()
     return EpochStats(mean_loss, lr, seen / max(seconds, 1e-9), seconds, step - first_step, skipped, nonfinite)
 
 

@@ -26,10 +26,6 @@ class Progress:
                             leave=False, dynamic_ncols=True)
         self.last_step = first_step
 
-    def due(self, step: int) -> bool:
-        """Whether this step shows progress (the caller then reads the loss, which waits for the device)."""
-        return self.enabled and (step % self.every == 0 or step == self.total)
-
     def step(self, step: int, loss_fn, lr: float, images: int) -> None:
         if not self.enabled:
             return

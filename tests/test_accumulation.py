@@ -215,7 +215,7 @@ def _ddp_worker(rank: int, world: int, init_file: str, out_dir: str, k: int, b: 
             stats = train_one_epoch(ddp, _batches(x, y, b), prep, torch.nn.functional.cross_entropy, opt, schedule,
                                     device=CPU, first_step=0, steps=micro_batches // accum, accum_steps=accum,
                                     world_size=world)
-            results[accum] = {"reduces": reduces, "steps": stats.steps, "micro": prep.micro,
+            results[accum] = {"reduces": reduces, "steps": stats.steps, "micro": prep.micro, "loss": stats.loss,
                               "weights": {n: t.detach().clone() for n, t in model.state_dict().items()}}
         torch.save(results, f"{out_dir}/rank{rank}.pt")
     finally:
@@ -238,8 +238,9 @@ def test_ddp_skips_the_all_reduce_on_accumulation_micro_steps(tmp_path):
         accum = res[k]
         assert accum["steps"] == micro // k and accum["micro"] == micro
         assert sorted(accum["reduces"]) == [(m, bk) for m in (k, 2 * k) for bk in buckets]
-    for accum in (k, 1):  # every rank ends with the same weights
+    for accum in (k, 1):  # every rank ends with the same weights, and reports the loss averaged over ranks
         assert _same(ranks[0][accum]["weights"], ranks[1][accum]["weights"])
+        assert ranks[0][accum]["loss"] == ranks[1][accum]["loss"]  # each rank's own data differs
     # And those are the weights of one process taking the mean gradient over all ranks' k micro-batches per step.
     xs = [_samples(micro * b, seed=100 + r) for r in range(world)]
     per_step = k * b
