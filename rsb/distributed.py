@@ -44,17 +44,30 @@ def master_port_for_job(job_id: str) -> int:
     return 20000 + int(digits) % 20000
 
 
+def _under_torchrun() -> bool:
+    return "WORLD_SIZE" in os.environ and "RANK" in os.environ
+
+
+def _under_slurm_tasks() -> bool:
+    return int(os.environ.get("SLURM_NTASKS", "1")) > 1 and "SLURM_PROCID" in os.environ
+
+
 def env_rank_world() -> tuple[int, int, int]:
     """(rank, world_size, local_rank) from torchrun, else from Slurm tasks, else a single process."""
-    if "WORLD_SIZE" in os.environ and "RANK" in os.environ:
+    if _under_torchrun():
         return int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"]), int(os.environ.get("LOCAL_RANK", 0))
-    if int(os.environ.get("SLURM_NTASKS", "1")) > 1 and "SLURM_PROCID" in os.environ:
-        rank, world = int(os.environ["SLURM_PROCID"]), int(os.environ["SLURM_NTASKS"])
-        os.environ.setdefault("MASTER_ADDR", _slurm_master_addr())
-        os.environ.setdefault("MASTER_PORT", str(master_port_for_job(os.environ.get("SLURM_JOB_ID", "0"))))
-        os.environ["RANK"], os.environ["WORLD_SIZE"] = str(rank), str(world)
-        return rank, world, int(os.environ.get("SLURM_LOCALID", 0))
+    if _under_slurm_tasks():
+        return int(os.environ["SLURM_PROCID"]), int(os.environ["SLURM_NTASKS"]), int(os.environ.get("SLURM_LOCALID", 0))
     return 0, 1, 0
+
+
+def slurm_rendezvous() -> dict[str, str]:
+    """The env:// rendezvous variables for Slurm tasks started without torchrun: the job's first node and a port
+    every task of the job derives alike. Empty under torchrun or without Slurm tasks."""
+    if _under_torchrun() or not _under_slurm_tasks():
+        return {}
+    return {"MASTER_ADDR": _slurm_master_addr(),
+            "MASTER_PORT": str(master_port_for_job(os.environ.get("SLURM_JOB_ID", "0")))}
 
 
 def usable_cpus() -> int:
@@ -95,6 +108,8 @@ def init(requested_device: str = "auto", timeout_s: int = 600) -> DistEnv:
     rank, world, local = env_rank_world()
     device = pick_device(requested_device, local)
     if world > 1 and not dist.is_initialized():
+        for key, value in slurm_rendezvous().items():
+            os.environ.setdefault(key, value)
         if device.type == "cuda":
             torch.cuda.set_device(device)
         # A bounded timeout: if a peer dies, the others fail their next collective instead of hanging forever.
@@ -108,11 +123,6 @@ def all_reduce_sum(t: torch.Tensor) -> torch.Tensor:
     if dist.is_initialized():
         dist.all_reduce(t)
     return t
-
-
-def barrier() -> None:
-    if dist.is_initialized():
-        dist.barrier()
 
 
 def cleanup() -> None:

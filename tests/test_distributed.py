@@ -48,7 +48,8 @@ def test_rank_and_world_from_slurm(monkeypatch, private_environ):
     monkeypatch.setenv("SLURM_JOB_NODELIST", "gpu-node-7")
     monkeypatch.setenv("SLURM_JOB_ID", "1234")
     assert distributed.env_rank_world() == (5, 8, 1)
-    assert os.environ["MASTER_ADDR"] == "gpu-node-7" and os.environ["MASTER_PORT"] == str(20000 + 1234)
+    assert "MASTER_ADDR" not in os.environ  # a getter: the rendezvous is set only when the group starts
+    assert distributed.slurm_rendezvous() == {"MASTER_ADDR": "gpu-node-7", "MASTER_PORT": str(20000 + 1234)}
 
 
 def test_torchrun_variables_win_over_slurm(monkeypatch, private_environ):
@@ -58,6 +59,7 @@ def test_torchrun_variables_win_over_slurm(monkeypatch, private_environ):
     monkeypatch.setenv("RANK", "1")
     monkeypatch.setenv("LOCAL_RANK", "1")
     assert distributed.env_rank_world() == (1, 2, 1)
+    assert distributed.slurm_rendezvous() == {}
 
 
 def test_single_process_without_any_launcher(monkeypatch, private_environ):

@@ -53,9 +53,6 @@ class TrainLoader:
         self.generator.manual_seed(seed_for(self.seed, epoch, self.rank, 1))
         return iter(self.loader)
 
-    def __len__(self) -> int:
-        return len(self.loader)
-
 
 def eval_loader(index: ImageFolderIndex, size: int, crop_pct: float, interpolation: str, batch_size: int,
                 workers: int, labels=None, rank: int = 0, world: int = 1) -> DataLoader:

@@ -26,7 +26,6 @@ WNID = re.compile(r"^n\d{8}$")  # an ImageNet WordNet-id folder such as n0144076
 class V2Set:
     index: ImageFolderIndex
     labels: np.ndarray  # per file of the index: int(folder name)
-    per_class: int
 
 
 def _examples(items, n: int = 3) -> str:
@@ -104,4 +103,4 @@ def load_v2(root: str | Path, num_classes: int, per_class: int | None = None) ->
         raise UserError(f"{root} has {len(wrong)} class folder(s) without exactly {per_class} images "
                         f"({seen}); found "
                         f"{len(labels)} images in all, expected {per_class * num_classes}.")
-    return V2Set(index, labels, per_class)
+    return V2Set(index, labels)
