@@ -36,9 +36,7 @@ class DataConfig:
     test_size: int = 224              # test resolution, pixels
     test_crop_pct: float = 0.95       # eval resizes the short side to floor(test_size / crop) then center-crops
     train_interpolation: str = "bicubic"
-    fast_transform: bool = True       # timm's training transform on uint8 tensors (same draws); false = timm's own
     test_interpolation: str = "bicubic"
-    max_bad_image_fraction: float = 0.001  # unreadable images are skipped; above this fraction the run stops
 
 
 @dataclass
@@ -94,6 +92,12 @@ class TrainConfig:
     amp_fallback: str = "float32"     # where the device lacks native amp_dtype: "float32", or "keep" autocast
     ema: bool = False                 # exponential moving average of weights, evaluated when on
     ema_decay: float = 0.9998
+
+
+@dataclass
+class RunConfig:
+    """Run policy: how a run is watched, saved and guarded, not what it computes. A resume or a sweep relaunch
+    compares the recipe sections only, so these may change between the two."""
     eval_every: int = 1               # evaluate every N epochs (and always at the last)
     log_every: int = 50               # progress line every N steps in non-interactive logs
     keep_checkpoints: int = 0         # per-epoch checkpoints kept besides last.pt, prev.pt and best.pt
@@ -101,6 +105,8 @@ class TrainConfig:
     checkpoint_every_steps: int = 0   # mid-epoch checkpoint every N optimizer steps; 0 = off
     nonfinite: str = "stop"           # a non-finite loss: "stop" the run, or "skip" the step (syncs every step)
     deterministic: bool = False       # torch deterministic algorithms (slower)
+    fast_transform: bool = True       # timm's training transform on uint8 tensors (same draws); false = timm's own
+    max_bad_image_fraction: float = 0.001  # unreadable images are skipped; above this fraction the run stops
 
 
 @dataclass
@@ -113,6 +119,15 @@ class Config:
     optim: OptimConfig = field(default_factory=OptimConfig)
     sched: SchedConfig = field(default_factory=SchedConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    run: RunConfig = field(default_factory=RunConfig)
+
+
+POLICY_SECTIONS = ("run",)  # left out when a resume or a sweep relaunch compares two configs
+
+
+def recipe_values(data: dict) -> dict:
+    """A config dict without its run-policy sections: what a resume or sweep relaunch must find unchanged."""
+    return {k: v for k, v in data.items() if k not in POLICY_SECTIONS}
 
 
 # Every field that takes one of a few names: checked when a recipe or override is read, so --print-config and a
@@ -126,7 +141,7 @@ CHOICES = {
     "sched.name": ("cosine",),
     "train.amp_dtype": ("bfloat16", "float16"),
     "train.amp_fallback": ("float32", "keep"),
-    "train.nonfinite": ("stop", "skip"),
+    "run.nonfinite": ("stop", "skip"),
 }
 
 

@@ -29,7 +29,7 @@ class NonFiniteLoss(UserError):
         self.step = step
         super().__init__(f"training became non-finite (NaN or inf) at step {step}; the run is stopped "
                          f"and the last good checkpoint kept. Lower optim.lr, check the data, or set "
-                         f"train.nonfinite=skip to skip such steps.")
+                         f"run.nonfinite=skip to skip such steps.")
 
 
 NONFINITE_CHECK_EVERY = 20  # optimizer steps between reads of the recorded first non-finite step (one sync each)

@@ -13,7 +13,8 @@ import torch
 import yaml
 
 from rsb import checkpoint, distributed, precision
-from rsb.config import RECIPE_DIR, Config, apply_overrides, check_config, load_recipe, to_dict, to_yaml
+from rsb.config import (RECIPE_DIR, Config, apply_overrides, check_config, load_recipe, recipe_values, to_dict,
+                        to_yaml)
 from rsb.data.batch import DeviceBatch
 from rsb.data.loader import TrainLoader, eval_loader, imagenet_splits
 from rsb.data.sample import ensure_sample_dataset
@@ -115,7 +116,7 @@ class Trainer:
         self.out = Path(env.output)
         self.stop = StopFlag()
         self._stop_checks = 0                   # DDP: steps since the ranks last agreed on stopping
-        self._last_save = time.monotonic()      # for train.checkpoint_every_minutes
+        self._last_save = time.monotonic()      # for run.checkpoint_every_minutes
         self.last_val: dict = {}                # the latest evaluation, for summary.json
 
     def log(self, msg: str) -> None:
@@ -140,7 +141,7 @@ class Trainer:
         train_idx, val_idx = self._data()
         self.precision = precision.for_config(cfg.train, d.device)
         self.derived = resolve(cfg, d.world_size, len(train_idx), self.precision)
-        if cfg.train.deterministic:
+        if cfg.run.deterministic:
             torch.use_deterministic_algorithms(True, warn_only=True)
             torch.backends.cudnn.benchmark = False
         elif d.device.type == "cuda":
@@ -188,8 +189,8 @@ class Trainer:
             path, ckpt = found
         load_state_dict_checked(self.model, ckpt["model"], f"checkpoint {path}")
         old = ckpt.get("config", {})
-        changed = [f"{s}.{k}" for s, v in to_dict(self.cfg).items() if isinstance(v, dict)
-                   for k in v if old.get(s, {}).get(k) != v[k]]
+        changed = [f"{s}.{k}" for s, v in recipe_values(to_dict(self.cfg)).items() if isinstance(v, dict)
+                   for k in v if old.get(s, {}).get(k) != v[k]]  # run policy (rsb.config.RunConfig) may change
         if changed:
             self.log(f"warning: resuming {path} with settings that differ from its run: {', '.join(changed)}")
         self.optimizer.load_state_dict(ckpt["optimizer"])
@@ -228,7 +229,7 @@ class Trainer:
         checkpoint.save_atomic(state, self.out / checkpoint.LAST, keep_previous=True)
         if is_best:
             checkpoint.save_atomic(state, self.out / checkpoint.BEST)
-        keep = self.cfg.train.keep_checkpoints
+        keep = self.cfg.run.keep_checkpoints
         if keep > 0 and epoch_step == 0:
             checkpoint.save_atomic(state, self.out / f"epoch_{epoch:04d}.pt")
             for old in sorted(self.out.glob("epoch_*.pt"))[:-keep]:
@@ -237,7 +238,7 @@ class Trainer:
     # ---- the loop -------------------------------------------------------------------------------------------
     def _after_step(self, epoch: int, steps_done: int) -> bool:
         """After each optimizer step: a periodic mid-epoch checkpoint when due; True when a signal asks to stop."""
-        t = self.cfg.train
+        t = self.cfg.run
         in_epoch = self.epoch_step + steps_done
         if in_epoch < self.derived.steps_per_epoch:  # the epoch's end has its own checkpoint
             by_steps = t.checkpoint_every_steps > 0 and (self.step + steps_done) % t.checkpoint_every_steps == 0
@@ -290,14 +291,14 @@ class Trainer:
                 first = self.epoch_step * der.accum_steps * der.batch_per_device
                 batches = self.train_loader.epoch(epoch, start_sample=first)
                 progress = Progress(self.main and not self.env.quiet, der.total_steps, self.step,
-                                    cfg.train.log_every, epoch, cfg.sched.epochs)
+                                    cfg.run.log_every, epoch, cfg.sched.epochs)
                 try:
                     stats = train_one_epoch(
                         self.model, batches, self.prep_train, self.loss_fn, self.optimizer, self.schedule,
                         device=d.device, first_step=self.step, steps=der.steps_per_epoch - self.epoch_step,
                         accum_steps=der.accum_steps, amp_dtype=amp, scaler=self.scaler, clip_grad=self.clip,
                         ema=self.ema, progress=progress, world_size=d.world_size,
-                        skip_nonfinite=cfg.train.nonfinite == "skip",
+                        skip_nonfinite=cfg.run.nonfinite == "skip",
                         after_step=lambda done, epoch=epoch: self._after_step(epoch, done))
                 except NonFiniteLoss as e:
                     self.metrics.append({"epoch": epoch + 1, "train_loss": "nan", "nonfinite_steps": 1,
@@ -325,17 +326,17 @@ class Trainer:
         return self._summary(time.perf_counter() - started)
 
     def _check_bad_images(self, skipped: int, seen: int) -> None:
-        limit = max(1, self.cfg.data.max_bad_image_fraction * seen)
+        limit = max(1, self.cfg.run.max_bad_image_fraction * seen)
         if skipped > limit:
             raise UserError(f"{skipped} of {seen} training samples were unreadable images (more than "
-                            f"data.max_bad_image_fraction={self.cfg.data.max_bad_image_fraction}); see the "
+                            f"run.max_bad_image_fraction={self.cfg.run.max_bad_image_fraction}); see the "
                             f"warnings above for their paths and fix or remove them.")
 
     def _end_epoch(self, epoch: int, stats, amp) -> None:
         cfg = self.cfg
         last = epoch + 1 == cfg.sched.epochs
         val, ema_val = {}, {}
-        if (epoch + 1) % cfg.train.eval_every == 0 or last:
+        if (epoch + 1) % cfg.run.eval_every == 0 or last:
             val = evaluate(self.model, self.val_loader, self.prep_eval, device=self.dist.device, amp_dtype=amp)
             if self.ema is not None:
                 ema_val = evaluate(self.ema.module, self.val_loader, self.prep_eval, device=self.dist.device,

@@ -25,7 +25,7 @@ CPU = torch.device("cpu")
 # resumed mid-epoch (with micro-batches of 16 it would have 2).
 ACCUM_OVERRIDES = ["optim.batch_rule=accumulate", "optim.reference_batch=16", "train.batch_per_device=8"]
 # One epoch, no periodic checkpoint: enough for the in-process runs of the float16 and clipping paths.
-SHORT = ["sched.epochs=1", "sched.warmup_epochs=0", "train.checkpoint_every_steps=0", "train.log_every=50"]
+SHORT = ["sched.epochs=1", "sched.warmup_epochs=0", "run.checkpoint_every_steps=0", "run.log_every=50"]
 
 
 @pytest.fixture(scope="module")
@@ -363,7 +363,7 @@ def test_adamw_clipping_path_runs(data, tmp_path, monkeypatch):
     assert last["step"] == steps and _finite(last["model"])
 
 
-# ---- DDP with train.nonfinite=skip: every process skips the same micro-batch ---------------------------------
+# ---- DDP with run.nonfinite=skip: every process skips the same micro-batch ---------------------------------
 def _ddp_skip_worker(rank: int, world: int, init_file: str, out_dir: str):
     import datetime
 

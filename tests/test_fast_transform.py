@@ -185,7 +185,7 @@ def test_recipes_use_the_fast_path_unless_switched_off():
     for name in ("a1", "a2", "a3"):
         cfg = load_recipe(name)
         assert isinstance(train_transform(cfg.data, cfg.aug), FastTrainTransform)
-        cfg.data.fast_transform = False
+        cfg.run.fast_transform = False
         assert not isinstance(train_transform(cfg.data, cfg.aug), FastTrainTransform)
     cfg = load_recipe("a2")
     cfg.aug.rand_augment, cfg.aug.color_jitter = "", 0.4  # colour jitter (timm drops it under RandAugment)

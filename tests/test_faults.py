@@ -25,8 +25,8 @@ from rsb.trainer import RunEnv, Trainer, build_config
 # (6 per epoch: 100 images over 3 sampler lanes, 2 batches of 16 each).
 FAULT_OVERRIDES = ["model.name=resnet10t", "model.num_classes=10", "data.train_size=32", "data.test_size=32",
                    "sched.epochs=2", "sched.warmup_epochs=1", "train.batch_per_device=16",
-                   "optim.batch_rule=sqrt", "train.deterministic=true", "train.checkpoint_every_steps=1",
-                   "train.log_every=1"]
+                   "optim.batch_rule=sqrt", "run.deterministic=true", "run.checkpoint_every_steps=1",
+                   "run.log_every=1"]
 HOOKS = str(Path(__file__).parent / "fault_hooks")
 
 
@@ -127,7 +127,7 @@ def test_interrupted_many_ways_ends_bitwise_equal_to_uninterrupted(data, tmp_pat
 def test_full_disk_stops_with_a_clear_error_and_keeps_the_last_checkpoint(data, tmp_path):
     run = tmp_path / "run"
     res = _run(_args(data, run, extra=["sched.epochs=1", "sched.warmup_epochs=0",
-                                       "train.checkpoint_every_steps=0"]))
+                                       "run.checkpoint_every_steps=0"]))
     assert res.returncode == 0, res.stderr
     size = (run / "last.pt").stat().st_size
 
@@ -136,7 +136,7 @@ def test_full_disk_stops_with_a_clear_error_and_keeps_the_last_checkpoint(data, 
         resource.setrlimit(resource.RLIMIT_FSIZE, (size // 2, size // 2))
 
     res = subprocess.run(_args(data, run, extra=["sched.epochs=2", "sched.warmup_epochs=0",
-                                                 "train.checkpoint_every_steps=0"]),
+                                                 "run.checkpoint_every_steps=0"]),
                          cwd=REPO, env=_env(), capture_output=True, text=True, timeout=300,
                          preexec_fn=limit_file_size)
     assert res.returncode == 2, res.stdout + res.stderr
@@ -171,7 +171,7 @@ def test_divergence_stops_naming_the_step_and_keeps_the_last_good_checkpoint(dat
 
 
 def test_divergence_skip_setting_skips_and_counts(data, tmp_path):
-    trainer = _trainer_with_bad_loss(data, tmp_path / "run", bad_call=7, extra=["train.nonfinite=skip"])
+    trainer = _trainer_with_bad_loss(data, tmp_path / "run", bad_call=7, extra=["run.nonfinite=skip"])
     trainer.run()
     rows = list(csv.DictReader(open(tmp_path / "run" / "metrics.csv")))
     assert [int(r["nonfinite_steps"]) for r in rows] == [0, 1]

@@ -108,7 +108,7 @@ def test_amp_fallback_is_a_checked_choice():
 
 TINY = ["model.name=resnet10t", "model.num_classes=10", "data.train_size=32", "data.test_size=32",
         "sched.epochs=1", "sched.warmup_epochs=0", "train.batch_per_device=16", "optim.batch_rule=sqrt",
-        "train.checkpoint_every_minutes=0"]
+        "run.checkpoint_every_minutes=0"]
 
 
 @pytest.mark.parametrize("branch", ["native_bf16", "no_native"])

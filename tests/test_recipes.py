@@ -189,3 +189,26 @@ def test_invalid_yaml_is_user_error(tmp_path):
     bad.write_text("optim: [unclosed\n")
     with pytest.raises(UserError):
         load_recipe(str(bad))
+
+
+@pytest.mark.parametrize("recipe", sorted(TABLE))
+def test_every_config_key_is_written_in_every_recipe_file(raw, recipe):
+    """A recipe file is complete: no value comes silently from a dataclass default."""
+    import dataclasses
+    for section in dataclasses.fields(Config):
+        if not dataclasses.is_dataclass(section.default_factory if section.default_factory is not
+                                        dataclasses.MISSING else None):
+            continue
+        keys = {f.name for f in dataclasses.fields(section.default_factory)}
+        assert section.name in raw[recipe], f"{recipe}.yaml has no '{section.name}' section"
+        missing = keys - set(raw[recipe][section.name])
+        assert not missing, f"{recipe}.yaml does not set {sorted(missing)} in '{section.name}'"
+
+
+def test_run_policy_is_its_own_section():
+    from rsb.config import RunConfig, TrainConfig, recipe_values, to_dict
+    policy = {"log_every", "eval_every", "checkpoint_every_minutes", "checkpoint_every_steps", "keep_checkpoints",
+              "nonfinite", "deterministic", "fast_transform", "max_bad_image_fraction"}
+    assert policy == set(RunConfig.__dataclass_fields__)
+    assert not policy & set(TrainConfig.__dataclass_fields__)
+    assert "run" not in recipe_values(to_dict(load_recipe("a2")))

@@ -148,6 +148,10 @@ def test_relaunch_with_other_settings_is_refused(tmp_path):
     with pytest.raises(UserError, match="train.seed"):
         sweepspec.make_spec("a2", [1], ["train.seed=4"], None, None, ex)
     assert cli.main(["status", str(tmp_path / "nowhere")]) == 2
+    # Run policy is not the study: another log cadence or checkpoint period relaunches, with the new values.
+    policy = ["sched.epochs=2", "run.log_every=5", "run.checkpoint_every_minutes=1"]
+    relaunch = sweepspec.merge(first, sweepspec.make_spec("a2", [4], policy, None, None, ex), tmp_path)
+    assert relaunch.seeds == [1, 2, 4] and relaunch.overrides == policy
 
 
 # ---- a failing job is reported with its error ------------------------------------------------------------------

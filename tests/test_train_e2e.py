@@ -77,8 +77,12 @@ def test_rerun_of_finished_run_does_nothing_and_resume_flag(data, tmp_path, caps
     args = ["--recipe", "a3", "--data", str(data), "--output", str(out), "--workers", "0", *SMALL,
             "sched.epochs=1", "sched.warmup_epochs=0"]
     assert _main(args + ["--quiet"]) == 0
-    assert _main(args) == 0
-    assert "already finished" in capsys.readouterr().out
+    assert _main(args + ["run.log_every=3", "run.checkpoint_every_minutes=1"]) == 0
+    printed = capsys.readouterr().out
+    assert "already finished" in printed
+    assert "differ from its run" not in printed  # run policy may change between a run and its resume
+    assert _main(args + ["optim.lr=0.001"]) == 0
+    assert "differ from its run: optim.lr" in capsys.readouterr().out  # a recipe value may not, silently
     # --resume PATH continues a run from an explicit checkpoint into another folder, for more epochs.
     out2 = tmp_path / "longer"
     assert _main(["--recipe", "a3", "--data", str(data), "--output", str(out2), "--workers", "0", "--quiet",
@@ -98,7 +102,7 @@ def _wait_for(path: Path, proc: subprocess.Popen, timeout: float = 240) -> None:
 def test_interrupted_run_resumes_with_the_same_command(how, data, tmp_path):
     out = tmp_path / "run"
     args = ["--recipe", "a2", "--data", str(data), "--output", str(out), "--workers", "0", *SMALL,
-            "sched.epochs=3", "train.log_every=1"]
+            "sched.epochs=3", "run.log_every=1"]
     cmd = [sys.executable, str(REPO / "train.py"), *args]
     proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             env={**__import__("os").environ, "OMP_NUM_THREADS": "1"})
@@ -126,7 +130,7 @@ def test_corrupt_images_are_skipped_and_too_many_stop_the_run(data, tmp_path):
     victim.write_bytes(b"")  # zero-byte image
     ok = run_train(["--recipe", "a2", "--data", str(bad), "--output", str(tmp_path / "r1"), "--workers", "0",
                     "--quiet", *SMALL, "sched.epochs=1", "sched.warmup_epochs=0", "aug.repeated_aug=1",
-                    "data.max_bad_image_fraction=0.5"])  # no repeats: every image is read once
+                    "run.max_bad_image_fraction=0.5"])  # no repeats: every image is read once
     assert ok.returncode == 0, ok.stderr
     assert str(victim) in ok.stderr
     for p in sorted((bad / "train").glob("*/*.JPEG"))[:30]:

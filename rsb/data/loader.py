@@ -36,7 +36,7 @@ class TrainLoader:
     def __init__(self, cfg: Config, index: ImageFolderIndex, rank: int, world: int, workers: int,
                  pin_memory: bool, accum_steps: int = 1):
         self.seed, self.rank = cfg.train.seed, rank
-        dataset = ImageFolderDataset(index, train_transform(cfg.data, cfg.aug))
+        dataset = ImageFolderDataset(index, train_transform(cfg.data, cfg.aug, cfg.run.fast_transform))
         # One lane per (process, micro-step): copies of an image in different micro-batches (rsb.data.sampler).
         self.sampler = RepeatedAugSampler(len(dataset), world, rank, cfg.aug.repeated_aug, cfg.train.seed,
                                           batch_size=cfg.train.batch_per_device, accum_steps=accum_steps)

@@ -3,7 +3,7 @@
 
 timm's create_transform already builds exactly the recipe's chain (RandomResizedCrop with the recipe's scale,
 ratio and interpolation, flip, RandAugment with timm's hyper-parameters for the image size), so we reuse it; with
-data.fast_transform (the default) the same chain runs on uint8 tensors with timm's random draws
+`run.fast_transform` (the default) the same chain runs on uint8 tensors with timm's random draws
 (rsb.data.fast_transform), over 2x timm's images/s per core (benchmarks/RESULTS_speed.md).
 """
 from __future__ import annotations
@@ -17,13 +17,13 @@ from rsb.config import AugConfig, DataConfig
 from rsb.data.fast_transform import FastTrainTransform
 
 
-def train_transform(data: DataConfig, aug: AugConfig):
+def train_transform(data: DataConfig, aug: AugConfig, fast: bool = True):
     chain = create_transform(
         data.train_size, is_training=True, scale=tuple(aug.scale), ratio=tuple(aug.ratio), hflip=aug.hflip,
         auto_augment=aug.rand_augment or None, color_jitter=aug.color_jitter or None,
         interpolation=data.train_interpolation, re_prob=0.0,  # random erasing runs on the device
         use_prefetcher=True)  # use_prefetcher=True: end at uint8, no normalisation
-    fast = FastTrainTransform.from_timm(chain) if data.fast_transform else None
+    fast = FastTrainTransform.from_timm(chain) if fast else None
     return fast or chain  # a chain the fast path does not reproduce (e.g. colour jitter) stays timm's
 
 

@@ -8,7 +8,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from rsb.config import Config, to_dict
+from rsb.config import Config, recipe_values, to_dict
 from rsb.errors import UserError
 
 FORMAT = "rsb-sweep-1"
@@ -74,7 +74,8 @@ def check_overrides(overrides: list[str]) -> None:
 
 
 def definition_config(cfg: Config) -> dict:
-    d = to_dict(cfg)
+    """What makes two launches the same study: the recipe values, without the seed and the run policy."""
+    d = recipe_values(to_dict(cfg))
     d["train"] = {k: v for k, v in d["train"].items() if k != "seed"}
     return d
 
@@ -105,15 +106,15 @@ def _diff(old: dict, new: dict, prefix: str = "") -> list[str]:
 
 
 def merge(old: SweepSpec, new: SweepSpec, out: Path) -> SweepSpec:
-    """A relaunch must run the same study: same recipe, data and resolved config. Seeds are added to the sweep
-    and the executor settings are the new ones."""
+    """A relaunch must run the same study: same recipe, data and resolved recipe values. Seeds are added to the
+    sweep; the executor settings and the overrides are the new ones (they may change run policy, `run.*`)."""
     changed = [name for name in ("recipe", "data", "imagenet_v2") if getattr(old, name) != getattr(new, name)]
     changed += _diff(old.config, new.config)
     if changed:
         shown = ", ".join(changed[:6]) + (", ..." if len(changed) > 6 else "")
         raise UserError(f"{out} holds a sweep with other settings (these differ: {shown}); relaunch it with the "
                         f"same recipe, data and overrides, or use another --out.")
-    return dataclasses.replace(new, seeds=sorted(set(old.seeds) | set(new.seeds)), overrides=old.overrides)
+    return dataclasses.replace(new, seeds=sorted(set(old.seeds) | set(new.seeds)))
 
 
 def save(spec: SweepSpec, out: Path) -> Path:
