@@ -12,7 +12,7 @@ Per core (one process, torch at 1 thread, as in a loader worker), for A2 (224, r
 (160, rand-m6-mstd0.5-inc1), both with scale (0.08, 1), ratio (3/4, 4/3), hflip 0.5, bicubic:
   timm: timm.data.ImageDataset(root, transform=create_transform(..., use_prefetcher=True)), items by index.
   rsb:  rsb.data.folder.ImageFolderDataset(ImageFolderIndex(root), rsb.data.transforms.train_transform(recipe)),
-        items by (index, sample seed) as rsb's SeededSampler gives them (the per-sample reseed is counted). With
+        items by (index, sample seed) as rsb's RepeatedAugSampler gives them (the per-sample reseed is counted). With
         the recipes' defaults that is rsb.data.fast_transform.FastTrainTransform (timm's draws, torch resize,
         rsb.data.tensor_ops RandAugment) fed by rsb.data.decode.load_for_crop (the JPEG decoded only where the
         crop falls, by rsb.data._jpeg_region).
@@ -27,7 +27,7 @@ JPEG --loader-copies times (hard links: 1,200 items by default, so an epoch outl
   timm: create_loader(ImageDataset, is_training=True, the recipe's settings, use_prefetcher=True) and its inner
         DataLoader iterated (fast_collate uint8 batches; the prefetcher's normalisation runs on the GPU in timm's
         train.py, and rsb normalises on the device too, so neither side is charged for it).
-  rsb:  rsb.data.loader.TrainLoader(recipe a2: repeated augmentation 3, SeededSampler) for one epoch.
+  rsb:  rsb.data.loader.TrainLoader(recipe a2: repeated augmentation 3, seeded samples) for one epoch.
 Both keep their workers across epochs (timm's create_loader default, and rsb's). Each round runs both (order
 alternating) for one epoch; figures from iter() to the last batch (the first round includes worker start-up) and
 in steady state (from the first batch to the last).

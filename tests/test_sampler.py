@@ -10,7 +10,7 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from rsb.data.sampler import RepeatedAugSampler, SeededSampler, lane_count, samples_per_process, seed_for
+from rsb.data.sampler import RepeatedAugSampler, lane_count, samples_per_process, seed_for
 
 
 def make(n, world=1, rank=0, repeats=3, seed=0, epoch=0, batch=1, accum=1, shuffle=True, start=0):
@@ -20,9 +20,14 @@ def make(n, world=1, rank=0, repeats=3, seed=0, epoch=0, batch=1, accum=1, shuff
     return s
 
 
+def stream(sampler) -> list[int]:
+    """A process's image indices as the loader draws them: iterating the sampler gives (index, seed) pairs."""
+    return [index for index, _ in sampler]
+
+
 def shares(n, world, repeats=3, seed=0, epoch=0, batch=1, accum=1):
-    """Each process's stream of image indices, as list(sampler) gives it."""
-    return [list(make(n, world, r, repeats, seed, epoch, batch, accum)) for r in range(world)]
+    """Each process's stream of image indices."""
+    return [stream(make(n, world, r, repeats, seed, epoch, batch, accum)) for r in range(world)]
 
 
 def steps(stream, batch, accum):
@@ -52,7 +57,7 @@ def test_len_matches_samples_per_process(n, world, accum, batch, repeats):
     assert expect == (math.ceil(n / lanes) // batch) * batch * (lanes // world)
     for rank in range(world):
         s = make(n, world, rank, repeats, batch=batch, accum=accum)
-        idx = list(s)
+        idx = stream(s)
         assert len(s) == expect == len(idx) == len(s.slots())
         assert len(idx) % (batch * accum) == 0  # whole optimizer steps
         assert all(0 <= i < n for i in idx)
@@ -88,17 +93,17 @@ def test_accumulation_matches_eight_processes(world, accum, n, batch):
     procs = [make(n, world, r, seed=seed, epoch=epoch, batch=batch, accum=accum) for r in range(world)]
     ref = [make(n, 8, r, seed=seed, epoch=epoch, batch=batch, accum=1) for r in range(8)]
     slots = [p.slots() for p in procs]
-    idx = [list(p) for p in procs]
+    idx = [stream(p) for p in procs]
 
     # Every micro-batch holds distinct images.
-    for stream in idx:
-        for micro in steps(stream, batch, 1)[:, 0]:
+    for own in idx:
+        for micro in steps(own, batch, 1)[:, 0]:
             assert len(set(micro.tolist())) == batch
 
     # Each image's copies fall in different micro-batches (over all processes).
     where: dict[int, list[tuple[int, int]]] = {}
-    for r, stream in enumerate(idx):
-        for m, micro in enumerate(steps(stream, batch, 1)[:, 0]):
+    for r, own in enumerate(idx):
+        for m, micro in enumerate(steps(own, batch, 1)[:, 0]):
             for i in micro.tolist():
                 where.setdefault(i, []).append((r, m))
     assert max(len(v) for v in where.values()) == 3
@@ -112,7 +117,7 @@ def test_accumulation_matches_eight_processes(world, accum, n, batch):
             assert not set(slots[a].tolist()) & set(slots[b].tolist())
     union = sorted(np.concatenate(slots).tolist())
     assert union == sorted(np.concatenate([p.slots() for p in ref]).tolist())
-    assert Counter(i for s in idx for i in s) == Counter(i for p in ref for i in p)
+    assert Counter(i for s in idx for i in s) == Counter(i for p in ref for i in stream(p))
 
     # Step by step: optimizer step t's global batch (all processes' micro-batches) equals step t of 8 x 1.
     mine = [steps(s, batch, accum) for s in slots]
@@ -128,7 +133,7 @@ def test_accumulation_matches_eight_processes(world, accum, n, batch):
             for j in range(accum):
                 assert mine[r][t, j].tolist() == theirs[j * world + r][t, 0].tolist()
     gi = sorted(np.concatenate([steps(s, batch, accum)[0].reshape(-1) for s in idx]).tolist())
-    hi = sorted(np.concatenate([steps(list(p), batch, 1)[0].reshape(-1) for p in ref]).tolist())
+    hi = sorted(np.concatenate([steps(stream(p), batch, 1)[0].reshape(-1) for p in ref]).tolist())
     assert gi == hi
 
 
@@ -136,7 +141,7 @@ def test_one_process_no_accumulation_three_lanes():
     n, batch = 600, 10
     s = make(n, 1, 0, seed=3, batch=batch)
     assert s.lanes == 3
-    batches = steps(list(s), batch, 1)[:, 0]
+    batches = steps(stream(s), batch, 1)[:, 0]
     assert len(batches) == 3 * (math.ceil(n / 3) // batch)
     for b in batches:
         assert len(set(b.tolist())) == batch
@@ -156,7 +161,7 @@ def test_two_processes_no_accumulation_four_lanes():
     n, batch, world = 800, 8, 2
     procs = [make(n, world, r, seed=9, batch=batch) for r in range(world)]
     assert all(p.lanes == 4 for p in procs)
-    idx = [steps(list(p), batch, 1)[:, 0] for p in procs]
+    idx = [steps(stream(p), batch, 1)[:, 0] for p in procs]
     assert len(idx[0]) == len(idx[1]) == 2 * (n // 4 // batch)
     where: dict[int, list[tuple[int, int]]] = {}
     for r in range(world):
@@ -259,10 +264,10 @@ def test_different_epoch_different_order():
 def test_same_seed_epoch_identical():
     assert shares(100, 4, seed=7, epoch=3) == shares(100, 4, seed=7, epoch=3)
     s = make(100, 1, 0, seed=7, epoch=3, batch=4, accum=2)
-    assert list(s) == list(s)
+    assert stream(s) == stream(s)
     t = make(100, 1, 0, seed=7, epoch=0, batch=4, accum=2)
     t.set_epoch(3)
-    assert list(t) == list(s)
+    assert stream(t) == stream(s)
 
 
 def test_seed_epoch_not_interchangeable():
@@ -317,11 +322,11 @@ def test_repeats1_is_shuffled():
 
 
 def test_no_shuffle_is_ordered():
-    assert list(make(10, 1, 0, repeats=1, shuffle=False)) == list(range(10))
+    assert stream(make(10, 1, 0, repeats=1, shuffle=False)) == list(range(10))
     # [0,0,0,1,1,1,...] over 4 lanes (2 processes, lanes 2x2); rank 1 owns lanes 1 and 3: positions 1, 3.
-    assert list(make(4, 2, 1, repeats=3, shuffle=False)) == [0, 1]
+    assert stream(make(4, 2, 1, repeats=3, shuffle=False)) == [0, 1]
     # 1 process, 3 lanes: lane j's k-th sample is image k; stream is batch t of lanes 0, 1, 2.
-    assert list(make(12, 1, 0, repeats=3, shuffle=False, batch=2)) == [0, 1, 0, 1, 0, 1, 2, 3, 2, 3, 2, 3]
+    assert stream(make(12, 1, 0, repeats=3, shuffle=False, batch=2)) == [0, 1, 0, 1, 0, 1, 2, 3, 2, 3, 2, 3]
 
 
 # --- mid-epoch resume --------------------------------------------------------------------------------------
@@ -329,35 +334,35 @@ def test_no_shuffle_is_ordered():
 @pytest.mark.parametrize("world,rank,accum,batch", [(1, 0, 1, 1), (4, 2, 1, 1), (1, 0, 8, 4), (2, 1, 4, 4)])
 def test_set_epoch_start_skips(world, rank, accum, batch):
     s = make(400, world, rank, seed=5, epoch=2, batch=batch, accum=accum)
-    full = list(s)
+    full = stream(s)
     for start in (17, batch * accum, len(full) - 1):
         s.set_epoch(2, start=start)
-        assert list(s) == full[start:]
+        assert stream(s) == full[start:]
         assert len(s) == len(full) - start
     s.set_epoch(2)
-    assert list(s) == full and len(s) == len(full)
+    assert stream(s) == full and len(s) == len(full)
 
 
 @pytest.mark.parametrize("world,accum,batch", [(1, 1, 1), (1, 8, 4), (2, 4, 4), (4, 1, 3)])
-def test_seeded_sampler_resume_matches_uninterrupted(world, accum, batch):
+def test_seeded_stream_resume_matches_uninterrupted(world, accum, batch):
     for rank in range(world):
         s = make(300, world, rank, seed=13, epoch=4, batch=batch, accum=accum)
-        full = list(SeededSampler(s))
-        assert len(full) == len(SeededSampler(s)) == len(s)
-        assert [i for i, _ in full] == list(s)
+        full = list(s)
+        assert len(full) == len(s) == len(s)
+        assert [i for i, _ in full] == s.indices()
         seeds = [sd for _, sd in full]
         assert len(set(seeds)) == len(seeds) and all(0 <= sd < 2 ** 63 for sd in seeds)
         for start in (1, 7, batch * accum):
             s.set_epoch(4, start)
-            resumed = list(SeededSampler(s))
-            assert len(resumed) == len(SeededSampler(s)) == len(full) - start
+            resumed = list(s)
+            assert len(resumed) == len(s) == len(full) - start
             assert resumed == full[start:]
         s.set_epoch(4)
     # Seeds depend on seed, epoch and rank.
-    a = [sd for _, sd in SeededSampler(make(300, 2, 0, seed=13, epoch=4))]
-    assert a != [sd for _, sd in SeededSampler(make(300, 2, 1, seed=13, epoch=4))]
-    assert a != [sd for _, sd in SeededSampler(make(300, 2, 0, seed=13, epoch=5))]
-    assert a != [sd for _, sd in SeededSampler(make(300, 2, 0, seed=14, epoch=4))]
+    a = [sd for _, sd in make(300, 2, 0, seed=13, epoch=4)]
+    assert a != [sd for _, sd in make(300, 2, 1, seed=13, epoch=4)]
+    assert a != [sd for _, sd in make(300, 2, 0, seed=13, epoch=5)]
+    assert a != [sd for _, sd in make(300, 2, 0, seed=14, epoch=4)]
 
 
 @pytest.mark.parametrize("world,rank,repeats", [(1, 1, 3), (2, 2, 3), (4, -1, 3), (2, 5, 1)])

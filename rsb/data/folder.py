@@ -133,7 +133,7 @@ class ImageFolderDataset:
 
     def __getitem__(self, item):
         i = item
-        if isinstance(item, tuple):  # (index, sample seed) from SeededSampler
+        if isinstance(item, tuple):  # (index, sample seed) from RepeatedAugSampler
             i, sample_seed = item
             _seed_augmentation(sample_seed)
         for skipped in range(min(len(self), 100)):

@@ -6,7 +6,7 @@ from torch.utils.data import DataLoader
 
 from rsb.config import Config
 from rsb.data.folder import ImageFolderDataset, ImageFolderIndex
-from rsb.data.sampler import RepeatedAugSampler, SeededSampler, seed_for
+from rsb.data.sampler import RepeatedAugSampler, seed_for
 from rsb.data.transforms import collate_uint8, eval_transform, train_transform
 from rsb.errors import UserError
 
@@ -42,7 +42,7 @@ class TrainLoader:
                                           batch_size=cfg.train.batch_per_device, accum_steps=accum_steps)
         self.generator = torch.Generator()
         self.loader = DataLoader(
-            dataset, batch_size=cfg.train.batch_per_device, sampler=SeededSampler(self.sampler), num_workers=workers,
+            dataset, batch_size=cfg.train.batch_per_device, sampler=self.sampler, num_workers=workers,
             collate_fn=collate_uint8, pin_memory=pin_memory, drop_last=True, generator=self.generator,
             # Workers live across epochs (as timm's loader's do): no start-up or warm-up per epoch. Safe here
             # because every random draw comes from the per-sample seed, not from worker state.

@@ -84,26 +84,13 @@ class RepeatedAugSampler(Sampler[int]):
         return order[self.slots() % len(order)].tolist()  # a slot past the end wraps (repeats=1, N not divisible)
 
     def __iter__(self):
-        return iter(self.indices()[self.start:])
-
-    def __len__(self) -> int:
-        return self.per_rank - self.start
-
-
-class SeededSampler(Sampler):
-    """Wraps a sampler to yield (index, sample seed) pairs; the seed depends on (run seed, epoch, position in
-    this process's epoch). The dataset seeds its augmentation with it, so an image's augmentation does not
-    depend on which worker decodes it or on where a resumed run restarted: resuming mid-epoch reproduces the
-    uninterrupted run exactly."""
-
-    def __init__(self, sampler: RepeatedAugSampler):
-        self.sampler = sampler
-
-    def __iter__(self):
-        s = self.sampler
-        base = seed_for(s.seed, s.epoch, s.rank, 2)
-        for pos, index in enumerate(s.indices()[s.start:], start=s.start):
+        """(index, sample seed) pairs from `start` on. The seed depends on (run seed, epoch, rank, position in this
+        process's epoch); the dataset seeds the sample's augmentation with it, so an image's augmentation does
+        not depend on which worker decodes it or on where a resumed run restarted: resuming mid-epoch
+        reproduces the uninterrupted run exactly."""
+        base = seed_for(self.seed, self.epoch, self.rank, 2)
+        for pos, index in enumerate(self.indices()[self.start:], start=self.start):
             yield index, (base + pos) % 2**63
 
     def __len__(self) -> int:
-        return len(self.sampler)
+        return self.per_rank - self.start
