@@ -18,8 +18,8 @@ import numpy as np
 import torch
 
 from rsb.errors import UserError
+from rsb.runfolder import BEST, EPOCH_CHECKPOINTS, LAST, PREV, temporary_for  # noqa: F401  (BEST: callers)
 
-LAST, PREV, BEST = "last.pt", "prev.pt", "best.pt"
 DIGEST_KEY = "sha256"
 
 
@@ -54,7 +54,7 @@ def save_atomic(obj: dict, path: Path, keep_previous: bool = False) -> None:
     A failed write (e.g. a full disk) raises UserError and leaves the old files untouched."""
     path = Path(path)
     obj = {**obj, DIGEST_KEY: digest(obj)}
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    tmp = temporary_for(path)
     try:
         with open(tmp, "wb") as f:
             torch.save(obj, f)
@@ -132,7 +132,7 @@ def find_resume(run_dir: Path) -> tuple[Path, dict] | None:
     """The newest loadable checkpoint of a run folder (last.pt, else prev.pt, else the newest epoch_*.pt),
     loaded; unreadable ones are reported and passed over. None when the folder has no checkpoint."""
     run_dir = Path(run_dir)
-    candidates = [run_dir / LAST, run_dir / PREV] + sorted(run_dir.glob("epoch_*.pt"), reverse=True)
+    candidates = [run_dir / LAST, run_dir / PREV] + sorted(run_dir.glob(EPOCH_CHECKPOINTS), reverse=True)
     candidates = [p for p in candidates if p.is_file()]
     errors = []
     for path in candidates:

@@ -3,10 +3,11 @@ curves.png, and TensorBoard events when tensorboard is installed."""
 from __future__ import annotations
 
 import csv
-import json
 import sys
 import time
 from pathlib import Path
+
+from rsb import runfolder
 
 METRIC_FIELDS = ["epoch", "train_loss", "lr", "val_top1", "val_top5", "ema_top1", "images_per_sec",
                  "epoch_seconds", "skipped_images", "nonfinite_steps", "precision", "note"]
@@ -46,7 +47,8 @@ class Progress:
 
 class MetricsLog:
     def __init__(self, run_dir: Path, enabled: bool):
-        self.path = Path(run_dir) / "metrics.csv"
+        self.run_dir = Path(run_dir)
+        self.path = self.run_dir / runfolder.METRICS
         self.enabled = enabled
         self.tb = None
         if enabled:
@@ -57,10 +59,7 @@ class MetricsLog:
                 self.tb = None
 
     def rows(self) -> list[dict]:
-        if not self.path.exists():
-            return []
-        with open(self.path, newline="") as f:
-            return list(csv.DictReader(f))
+        return runfolder.read_metrics(self.run_dir)
 
     def truncate_after(self, epoch: int) -> None:
         """Drop rows of epochs after `epoch` (written by a run that was interrupted before its checkpoint)."""
@@ -70,12 +69,10 @@ class MetricsLog:
         self._write(keep)
 
     def _write(self, rows: list[dict]) -> None:
-        tmp = self.path.with_suffix(".tmp")
-        with open(tmp, "w", newline="") as f:
+        with runfolder.atomic_path(self.path) as tmp, open(tmp, "w", newline="") as f:
             w = csv.DictWriter(f, fieldnames=METRIC_FIELDS)
             w.writeheader()
             w.writerows(rows)
-        tmp.replace(self.path)
 
     def append(self, row: dict) -> None:
         if not self.enabled:
@@ -87,11 +84,6 @@ class MetricsLog:
                     self.tb.add_scalar(k, v, row["epoch"])
             self.tb.flush()
 
-
-def write_json(path: Path, data: dict) -> None:
-    tmp = Path(path).with_suffix(".tmp")
-    tmp.write_text(json.dumps(data, indent=2) + "\n")
-    tmp.replace(path)
 
 
 def plot_curves(rows: list[dict], path: Path, title: str) -> None:

@@ -12,7 +12,7 @@ import timm
 import torch
 import yaml
 
-from rsb import checkpoint, distributed, precision
+from rsb import checkpoint, distributed, precision, runfolder
 from rsb.config import (RECIPE_DIR, Config, apply_overrides, check_config, load_recipe, recipe_values, to_dict,
                         to_yaml)
 from rsb.data.batch import DeviceBatch
@@ -25,7 +25,7 @@ from rsb.loss import create_loss
 from rsb.model import create_model, load_state_dict_checked, unwrap
 from rsb.optim import WarmupCosine, clips_gradients_itself, create_optimizer
 from rsb.resolve import IMAGENET_TRAIN_IMAGES, Derived, derived_dict, resolve
-from rsb.runlog import MetricsLog, Progress, plot_curves, write_json
+from rsb.runlog import MetricsLog, Progress, plot_curves
 
 SAMPLE_SCALE_FILE = RECIPE_DIR / "sample_scale.yaml"
 STOP_SIGNALS = [signal.SIGINT, signal.SIGTERM] + [getattr(signal, s) for s in ("SIGUSR1", "SIGUSR2")
@@ -231,8 +231,8 @@ class Trainer:
             checkpoint.save_atomic(state, self.out / checkpoint.BEST)
         keep = self.cfg.run.keep_checkpoints
         if keep > 0 and epoch_step == 0:
-            checkpoint.save_atomic(state, self.out / f"epoch_{epoch:04d}.pt")
-            for old in sorted(self.out.glob("epoch_*.pt"))[:-keep]:
+            checkpoint.save_atomic(state, self.out / runfolder.epoch_checkpoint(epoch))
+            for old in sorted(self.out.glob(runfolder.EPOCH_CHECKPOINTS))[:-keep]:
                 old.unlink()
 
     # ---- the loop -------------------------------------------------------------------------------------------
@@ -266,9 +266,8 @@ class Trainer:
         cfg, d, der = self.cfg, self.dist, self.derived
         if self.main:
             self.out.mkdir(parents=True, exist_ok=True)
-            for stale in self.out.glob(".*.tmp*"):  # left by a write that was killed
-                stale.unlink(missing_ok=True)
-            (self.out / "resolved.yaml").write_text(to_yaml(resolved_document(cfg, der, self.env)))
+            runfolder.remove_stale_temporaries(self.out)  # left by a write that was killed
+            runfolder.write_text(self.out / runfolder.RESOLVED, to_yaml(resolved_document(cfg, der, self.env)))
         self.log(f"run folder {self.out}; {d.world_size} process(es) on {d.device.type}; "
                  f"{der.train_images} train images, {der.steps_per_epoch} steps/epoch, {cfg.sched.epochs} epochs")
         self.log(f"batch rule: {der.batch_rule_applied}")
@@ -355,7 +354,7 @@ class Trainer:
         self.metrics.append(row)
         self.save(epoch + 1, 0, is_best)
         if self.main:
-            plot_curves(self.metrics.rows(), self.out / "curves.png", f"{cfg.name}: {self.out.name}")
+            plot_curves(self.metrics.rows(), self.out / runfolder.CURVES, f"{cfg.name}: {self.out.name}")
         acc = f" val top-1 {val['top1']:.2f} top-5 {val['top5']:.2f}" if val else ""
         self.log(f"epoch {epoch + 1}/{cfg.sched.epochs}: loss {stats.loss:.4f}{acc} "
                  f"({stats.images_per_sec:.0f} img/s, {stats.seconds:.0f} s)")
@@ -375,7 +374,7 @@ class Trainer:
             "train_seconds_this_session": round(seconds, 1), "run_dir": str(self.out),
         }
         if self.main:
-            write_json(self.out / "summary.json", summary)
+            runfolder.write_json(self.out / runfolder.SUMMARY, summary)
         return summary
 
 

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from rsb import runfolder
 from rsb.data.decode import UnreadableImage, load_for_crop
 from rsb.errors import UserError
 
@@ -24,8 +25,7 @@ IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 
 
 def _cache_dir() -> Path:
-    cache = os.environ.get("RSB_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "rsb")
-    return Path(cache) / "index"
+    return runfolder.cache_root() / "index"
 
 
 def scan_folder(root: Path) -> tuple[list[str], list[str], list[int]]:
@@ -81,10 +81,9 @@ class ImageFolderIndex:
     def _save(self, cache_file: Path) -> None:
         try:
             cache_file.parent.mkdir(parents=True, exist_ok=True)
-            tmp = cache_file.with_suffix(f".tmp{os.getpid()}.npz")
-            np.savez(tmp, classes=np.array(self.classes), paths=self._paths, offsets=self._offsets,
-                     labels=self.labels)
-            os.replace(tmp, cache_file)
+            with runfolder.atomic_path(cache_file) as tmp, open(tmp, "wb") as f:  # a file: savez adds no suffix
+                np.savez(f, classes=np.array(self.classes), paths=self._paths, offsets=self._offsets,
+                         labels=self.labels)
         except OSError:
             pass  # a read-only cache only costs a rescan next time
 

@@ -22,6 +22,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from rsb import runfolder
+
 NUM_CLASSES = 10
 # Synthetic WordNet-style ids; sorted order equals class index, as in ImageNet-1k.
 CLASS_IDS = [f"n9000{i:04d}" for i in range(NUM_CLASSES)]
@@ -87,8 +89,7 @@ def _write_split(root: Path, split: str, per_class: int, seed: int) -> None:
 
 
 def default_sample_root() -> Path:
-    cache = os.environ.get("RSB_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "rsb")
-    return Path(cache) / f"sample-v{VERSION}"
+    return runfolder.cache_root() / f"sample-v{VERSION}"
 
 
 def ensure_sample_dataset(root: str | Path | None = None, seed: int = 0, splits: dict | None = None) -> Path:
@@ -99,7 +100,7 @@ def ensure_sample_dataset(root: str | Path | None = None, seed: int = 0, splits:
     marker = root / "COMPLETE.json"
     if marker.exists():
         return root
-    tmp = root.with_name(root.name + f".tmp{os.getpid()}")
+    tmp = runfolder.temporary_for(root)  # a folder here: drawn whole, then renamed
     shutil.rmtree(tmp, ignore_errors=True)
     for split, per_class in splits.items():
         _write_split(tmp, split, per_class, seed)

@@ -13,6 +13,7 @@ import shutil
 import tarfile
 from pathlib import Path
 
+from rsb import runfolder
 from rsb.errors import UserError
 
 # Published SHA-256 of the three archives (RECIPES.md, "ImageNet-V2 facts").
@@ -26,8 +27,7 @@ DONE = ".extracted"  # written last inside a finished extraction
 
 
 def cache_root() -> Path:
-    cache = os.environ.get("RSB_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "rsb")
-    return Path(cache) / "imagenetv2"
+    return runfolder.cache_root() / "imagenetv2"
 
 
 def is_archive(path: Path) -> bool:
@@ -60,7 +60,7 @@ def extract_cached(path: str | Path) -> tuple[Path, str]:
     if (final / DONE).is_file():
         return final, variant
     final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = final.with_name(f".{final.name}.tmp{os.getpid()}")
+    tmp = runfolder.temporary_for(final)  # a folder here: extracted whole, then renamed
     shutil.rmtree(tmp, ignore_errors=True)
     try:
         with tarfile.open(path) as tar:

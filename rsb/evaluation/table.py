@@ -9,9 +9,9 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
 from pathlib import Path
 
+from rsb import runfolder
 from rsb.errors import UserError
 
 FORMAT = "rsb-validation-1"
@@ -39,9 +39,7 @@ def make_row(**values) -> dict:
 
 
 def _atomic_write(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    runfolder.write_text(path, text)
 
 
 def write_table(rows: list[dict], out_dir: str | Path) -> tuple[Path, Path]:

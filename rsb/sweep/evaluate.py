@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -16,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import yaml
 
+from rsb import runfolder
 from rsb.errors import UserError
 from rsb.sweep.seeds import run_dir_name
 from rsb.sweep.spec import SweepSpec
@@ -44,7 +44,7 @@ def data_order_fingerprint(run_dir: Path) -> str | None:
     resolved.yaml: equal fingerprints would mean two seeds saw the data in the same order."""
     from rsb.data.sampler import RepeatedAugSampler
     try:
-        doc = yaml.safe_load((Path(run_dir) / "resolved.yaml").read_text())
+        doc = yaml.safe_load((Path(run_dir) / runfolder.RESOLVED).read_text())
         cfg, der = doc["config"], doc["derived"]
         sampler = RepeatedAugSampler(int(der["train_images"]), int(der["world_size"]), 0,
                                      int(cfg["aug"]["repeated_aug"]), int(cfg["train"]["seed"]),
@@ -80,7 +80,7 @@ def score_seeds(spec: SweepSpec, out: Path, seeds: list[int], cache_dir: Path, d
     flags = data_flags(spec)
     results, todo = {}, []
     for seed in seeds:
-        ckpt = out / run_dir_name(seed) / "last.pt"
+        ckpt = out / run_dir_name(seed) / runfolder.LAST
         if not ckpt.is_file():
             raise UserError(f"seed {seed} is marked finished but {ckpt} is missing; relaunch the sweep to "
                             f"retrain it.")
@@ -93,7 +93,7 @@ def score_seeds(spec: SweepSpec, out: Path, seeds: list[int], cache_dir: Path, d
         log(f"scoring the final checkpoint of {len(todo)} seed(s) with validate.py ({len(results)} cached)")
     for i in range(0, len(todo), CHUNK):  # cached chunk by chunk: an error late in a long scoring keeps the rest
         chunk = todo[i:i + CHUNK]
-        rows = _run_validate([out / run_dir_name(s) / "last.pt" for s in chunk], flags,
+        rows = _run_validate([out / run_dir_name(s) / runfolder.LAST for s in chunk], flags,
                              cache_dir / ".validation", device, workers, batch_size)
         for seed, row in zip(chunk, rows):
             if row.get("seed") not in (None, seed):
@@ -101,10 +101,8 @@ def score_seeds(spec: SweepSpec, out: Path, seeds: list[int], cache_dir: Path, d
                                 f"the run folder was mixed up; remove it and relaunch.")
             scores = {k: row.get(k) for k in SCORES}
             scores["data_order"] = data_order_fingerprint(out / run_dir_name(seed))
-            ckpt = out / run_dir_name(seed) / "last.pt"
-            tmp = cache_dir / f".{seed}.tmp{os.getpid()}"
-            tmp.write_text(json.dumps({"key": _key(ckpt, flags), "scores": scores}, indent=2) + "\n")
-            os.replace(tmp, _cache_path(cache_dir, seed))
+            ckpt = out / run_dir_name(seed) / runfolder.LAST
+            runfolder.write_json(_cache_path(cache_dir, seed), {"key": _key(ckpt, flags), "scores": scores})
             results[seed] = scores
     if not todo:
         log(f"all {len(results)} seed(s) scored before (cached in {cache_dir})")

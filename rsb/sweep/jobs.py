@@ -10,6 +10,8 @@ import subprocess
 import time
 from pathlib import Path
 
+from rsb import runfolder
+
 JOBS_NAME = "jobs.json"
 _ARRAY = re.compile(r"^(\d+)_\[([^\]]+)\]$")  # a pending array: 1234_[3-9%4] or 1234_[1,4]
 
@@ -23,10 +25,7 @@ def load_jobs(out: Path) -> dict[int, dict]:
 
 
 def save_jobs(out: Path, records: dict[int, dict]) -> None:
-    path = Path(out) / JOBS_NAME
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(json.dumps({"seeds": {str(k): records[k] for k in sorted(records)}}, indent=2) + "\n")
-    os.replace(tmp, path)
+    runfolder.write_json(Path(out) / JOBS_NAME, {"seeds": {str(k): records[k] for k in sorted(records)}})
 
 
 def local_record(launcher_pid: int | None = None) -> dict:

@@ -11,6 +11,7 @@ import json
 import os
 from pathlib import Path
 
+from rsb import runfolder
 from rsb.errors import UserError
 from rsb.sweep import plots, runfiles, stats
 from rsb.sweep.evaluate import score_seeds
@@ -143,7 +144,7 @@ def make_plots(out: Path, folder: Path, rows: list[dict], analysis: dict, title:
         plots.scatter([r["seed"] for r in pairs], [r["val_top1"] for r in pairs], [r["v2_top1"] for r in pairs],
                       folder / "val_vs_v2.png", heading, "ImageNet-val top-1 (%)", "ImageNet-V2 top-1 (%)")
         made.append("val_vs_v2.png")
-    metrics = {r["seed"]: runfiles.read_metrics(out / run_dir_name(r["seed"])) for r in rows}
+    metrics = {r["seed"]: runfolder.read_metrics(out / run_dir_name(r["seed"])) for r in rows}
     plots.curves(metrics, folder / "curves.png", f"{title}: training curves of {len(metrics)} seeds")
     made.append("curves.png")
     return made

@@ -3,7 +3,6 @@ summary.json; the sweep's job adds two markers: RUNNING.json while a job trains 
 FAILED.json when the job ended with an error (type, message, the end of the traceback)."""
 from __future__ import annotations
 
-import csv
 import json
 import os
 import socket
@@ -11,16 +10,12 @@ import time
 import traceback
 from pathlib import Path
 
+from rsb import runfolder
+from rsb.runfolder import LAST, PREV, SUMMARY, read_metrics
+
 RUNNING, FAILED, FAILED_PREVIOUS = "RUNNING.json", "FAILED.json", "FAILED.previous.json"
-SUMMARY, METRICS, LOG = "summary.json", "metrics.csv", "log.txt"
+LOG = "log.txt"
 TRACEBACK_LINES = 15
-
-
-def _write_json(path: Path, data: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(json.dumps(data, indent=2) + "\n")
-    os.replace(tmp, path)
 
 
 def _read_json(path: Path) -> dict | None:
@@ -43,16 +38,7 @@ def is_finished(run_dir: Path, epochs: int) -> bool:
 
 
 def has_checkpoint(run_dir: Path) -> bool:
-    return any((Path(run_dir) / n).is_file() for n in ("last.pt", "prev.pt"))
-
-
-def read_metrics(run_dir: Path) -> list[dict]:
-    path = Path(run_dir) / METRICS
-    try:
-        with open(path, newline="") as f:
-            return [r for r in csv.DictReader(f) if r.get("epoch")]
-    except OSError:
-        return []
+    return any((Path(run_dir) / n).is_file() for n in (LAST, PREV))
 
 
 def epochs_done(run_dir: Path) -> int:
@@ -70,7 +56,7 @@ def first_epoch_loss(run_dir: Path) -> float | None:
 
 # ---- markers written by the job ------------------------------------------------------------------------------
 def write_running(run_dir: Path, job_id: str | None, world_size: int) -> None:
-    _write_json(Path(run_dir) / RUNNING, {"host": socket.gethostname(), "pid": os.getpid(), "job_id": job_id,
+    runfolder.write_json(Path(run_dir) / RUNNING, {"host": socket.gethostname(), "pid": os.getpid(), "job_id": job_id,
                                           "world_size": world_size, "started": time.time()})
 
 
@@ -85,7 +71,7 @@ def read_running(run_dir: Path) -> dict | None:
 def write_failed(run_dir: Path, error: BaseException, job_id: str | None, rank: int) -> None:
     tb = traceback.format_exception(type(error), error, error.__traceback__)
     lines = "".join(tb).rstrip().splitlines()[-TRACEBACK_LINES:]
-    _write_json(Path(run_dir) / FAILED, {
+    runfolder.write_json(Path(run_dir) / FAILED, {
         "type": type(error).__name__, "message": str(error).strip() or type(error).__name__,
         "traceback": lines, "job_id": job_id, "rank": rank, "host": socket.gethostname(), "time": time.time()})
 

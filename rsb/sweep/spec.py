@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from rsb import runfolder
 from rsb.config import Config, recipe_values, to_dict
 from rsb.errors import UserError
 
@@ -120,9 +120,7 @@ def merge(old: SweepSpec, new: SweepSpec, out: Path) -> SweepSpec:
 def save(spec: SweepSpec, out: Path) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     path = out / SPEC_NAME
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(json.dumps({"format": FORMAT, **dataclasses.asdict(spec)}, indent=2) + "\n")
-    os.replace(tmp, path)
+    runfolder.write_json(path, {"format": FORMAT, **dataclasses.asdict(spec)})
     return path
 
 

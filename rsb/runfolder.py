@@ -1,0 +1,77 @@
+"""What a run folder holds, where rsb's cache lives, and the one way rsb writes a file atomically.
+
+Every file that something else may read while it is written (checkpoints, metrics.csv, summary.json, the sweep's
+markers and definition, the results table, the folder index cache) goes to a temporary name in the same folder
+and is renamed over the target, so a reader or a crash never sees half a file. The temporary is always
+`.<name>.tmp<pid>`, which remove_stale_temporaries clears when a killed process left one behind.
+"""
+from __future__ import annotations
+
+import contextlib
+import csv
+import json
+import os
+from pathlib import Path
+
+# A training run's folder (rsb.trainer writes them; the sweep, validate.py and the tests read them).
+RESOLVED, METRICS, SUMMARY, CURVES = "resolved.yaml", "metrics.csv", "summary.json", "curves.png"
+LAST, PREV, BEST = "last.pt", "prev.pt", "best.pt"
+EPOCH_CHECKPOINTS = "epoch_*.pt"
+
+
+def epoch_checkpoint(epoch: int) -> str:
+    return f"epoch_{epoch:04d}.pt"
+
+
+def cache_root() -> Path:
+    """$RSB_CACHE, else ~/.cache/rsb: the sample data, folder indexes and extracted ImageNet-V2 archives."""
+    return Path(os.environ.get("RSB_CACHE") or Path.home() / ".cache" / "rsb")
+
+
+def temporary_for(path: str | Path) -> Path:
+    path = Path(path)
+    return path.with_name(f".{path.name}.tmp{os.getpid()}")
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | Path, durable: bool = False):
+    """Yield a temporary path to write; on success it replaces `path` (after an fsync when durable), on an
+    error it is removed and `path` is untouched."""
+    path = Path(path)
+    tmp = temporary_for(path)
+    try:
+        yield tmp
+        if durable:
+            with open(tmp, "rb+") as f:
+                os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def write_text(path: str | Path, text: str) -> None:
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path) as tmp:
+        tmp.write_text(text)
+
+
+def write_json(path: str | Path, data) -> None:
+    write_text(path, json.dumps(data, indent=2) + "\n")
+
+
+def remove_stale_temporaries(folder: str | Path) -> None:
+    """Remove the temporaries of writes that were killed (a live process's own are never older than its run)."""
+    for stale in Path(folder).glob(".*.tmp*"):
+        if stale.is_file():
+            stale.unlink(missing_ok=True)
+
+
+def read_metrics(run_dir: str | Path) -> list[dict]:
+    """metrics.csv as a list of rows (strings, as written); [] when there is none yet."""
+    path = Path(run_dir) / METRICS
+    try:
+        with open(path, newline="") as f:
+            return [r for r in csv.DictReader(f) if r.get("epoch")]
+    except OSError:
+        return []  # none yet, or unreadable at this moment (a reader on another node)

@@ -1,0 +1,53 @@
+"""The one atomic-write helper, the cache root and the run folder's names (rsb.runfolder)."""
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+
+from rsb import runfolder
+from rsb.runlog import MetricsLog
+
+
+def test_write_replaces_whole_and_leaves_no_temporary(tmp_path):
+    p = tmp_path / "summary.json"
+    runfolder.write_json(p, {"a": 1})
+    runfolder.write_json(p, {"a": 2})
+    assert json.loads(p.read_text()) == {"a": 2}
+    assert sorted(x.name for x in tmp_path.iterdir()) == ["summary.json"]
+
+
+def test_a_failed_write_leaves_the_old_file(tmp_path):
+    p = tmp_path / "metrics.csv"
+    p.write_text("old\n")
+    with pytest.raises(RuntimeError):
+        with runfolder.atomic_path(p) as tmp:
+            tmp.write_text("half")
+            raise RuntimeError("killed mid-write")
+    assert p.read_text() == "old\n" and sorted(x.name for x in tmp_path.iterdir()) == ["metrics.csv"]
+
+
+def test_every_temporary_is_one_the_start_up_clean_up_removes(tmp_path):
+    """metrics.csv's and summary.json's temporaries used to be named *.tmp, which the clean-up glob missed."""
+    for name in ("metrics.csv", "summary.json", "last.pt", "index.npz"):
+        stale = runfolder.temporary_for(tmp_path / name)
+        stale.write_text("left by a killed write")
+    (tmp_path / "keep.txt").write_text("x")
+    runfolder.remove_stale_temporaries(tmp_path)
+    assert sorted(x.name for x in tmp_path.iterdir()) == ["keep.txt"]
+
+
+def test_metrics_log_writes_through_the_helper(tmp_path, monkeypatch):
+    log = MetricsLog(tmp_path, enabled=True)
+    log.append({"epoch": 1, "train_loss": 0.5})
+    log.append({"epoch": 2, "train_loss": 0.4})
+    assert [r["epoch"] for r in runfolder.read_metrics(tmp_path)] == ["1", "2"] == [r["epoch"] for r in log.rows()]
+    assert not [x for x in os.listdir(tmp_path) if ".tmp" in x]
+
+
+def test_cache_root_from_the_environment(tmp_path, monkeypatch):
+    monkeypatch.setenv("RSB_CACHE", str(tmp_path / "c"))
+    assert runfolder.cache_root() == tmp_path / "c"
+    monkeypatch.delenv("RSB_CACHE")
+    assert runfolder.cache_root().parts[-2:] == (".cache", "rsb")
