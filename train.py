@@ -35,11 +35,13 @@ def main(argv=None) -> int:
     from rsb.errors import UserError
     try:
         from rsb import trainer
+        from rsb.config import build_config
         from rsb.distributed import default_workers
+        from rsb.resolve import print_config
         sample = args.data is None
-        cfg = trainer.build_config(args.recipe, args.overrides, sample)
+        cfg = build_config(args.recipe, args.overrides, sample)
         if args.print_config:
-            print(trainer.print_config(cfg, sample, args.device), end="")
+            print(print_config(cfg, sample, args.device), end="")
             return 0
         name = Path(args.recipe).stem + ("-sample" if sample else "")
         env = trainer.RunEnv(data=args.data, output=args.output or Path("runs") / name,

@@ -18,6 +18,7 @@ import yaml
 from rsb.errors import UserError
 
 RECIPE_DIR = Path(__file__).resolve().parent.parent / "recipes"
+SAMPLE_SCALE_FILE = RECIPE_DIR / "sample_scale.yaml"
 
 
 @dataclass
@@ -249,6 +250,34 @@ def load_recipe(name_or_path: str) -> Config:
     except yaml.YAMLError as e:
         raise UserError(f"recipe file {path} is not valid YAML: {e}") from None
     return config_from_dict(data or {})
+
+
+def sample_scale() -> dict:
+    """The sample-scale overlay (recipes/sample_scale.yaml): {section: {key: value}}, applied over any recipe
+    when no data is given."""
+    return yaml.safe_load(SAMPLE_SCALE_FILE.read_text())
+
+
+def describe_overlay(overlay: dict) -> str:
+    return " ".join(f"{section}.{key}={value}" for section, values in overlay.items() for key, value in values.items())
+
+
+def _merged(base: dict, overlay: dict) -> dict:
+    out = dict(base)
+    for key, value in overlay.items():
+        out[key] = _merged(base[key], value) if isinstance(value, dict) and isinstance(base.get(key), dict) else value
+    return out
+
+
+def build_config(recipe: str, overrides: list[str], sample: bool) -> "Config":
+    """The recipe, the sample-scale overlay (merged as data, checked like a recipe file) when no data is given,
+    then the command line's overrides; the whole checked for consistency."""
+    cfg = load_recipe(recipe)
+    if sample:
+        cfg = config_from_dict(_merged(to_dict(cfg), sample_scale()))
+    cfg = apply_overrides(cfg, overrides)
+    check_config(cfg)
+    return cfg
 
 
 def _all_keys(cls, prefix: str = "") -> list[str]:

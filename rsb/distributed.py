@@ -4,6 +4,7 @@ from __future__ import annotations
 import datetime
 import os
 import re
+import signal
 import subprocess
 from dataclasses import dataclass
 
@@ -128,3 +129,46 @@ def all_reduce_sum(t: torch.Tensor) -> torch.Tensor:
 def cleanup() -> None:
     if dist.is_initialized():
         dist.destroy_process_group()
+
+
+STOP_SIGNALS = [signal.SIGINT, signal.SIGTERM] + [getattr(signal, s) for s in ("SIGUSR1", "SIGUSR2")
+                                                  if hasattr(signal, s)]
+
+
+class StopFlag:
+    """Set by SIGINT/SIGTERM/SIGUSR1/SIGUSR2: the loop finishes its step, checkpoints and exits."""
+
+    def __init__(self):
+        self.signum = None
+        self._old = {}
+        self._calls = 0  # DDP: calls of agreed() since the processes last compared flags
+
+    def install(self) -> None:
+        for s in STOP_SIGNALS:
+            self._old[s] = signal.signal(s, self._handle)
+
+    def _handle(self, signum, frame) -> None:
+        if self.signum is not None and signum == signal.SIGINT:
+            raise KeyboardInterrupt  # a second Ctrl-C stops at once
+        self.signum = signum
+        print(f"\nreceived {signal.Signals(signum).name}: finishing this step, then saving a checkpoint",
+              flush=True)
+
+    def restore(self) -> None:
+        for s, h in self._old.items():
+            signal.signal(s, h)
+
+    def agreed(self, env: DistEnv) -> bool:
+        """Whether to stop now. Under DDP every process must stop at the same step, so they agree through an
+        all-reduce; every 10 calls only, because reading its result waits for the device."""
+        flag = self.signum is not None
+        if not env.distributed:
+            return flag
+        self._calls += 1
+        if self._calls % 10:
+            return False
+        t = torch.tensor([float(flag)], device=env.device)
+        flag = all_reduce_sum(t).item() > 0
+        if flag and self.signum is None:
+            self.signum = signal.SIGTERM  # a peer was signalled
+        return flag

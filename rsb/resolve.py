@@ -16,7 +16,7 @@ import math
 from dataclasses import asdict, dataclass
 
 from rsb import precision
-from rsb.config import CHOICES, Config, check_config
+from rsb.config import CHOICES, SAMPLE_SCALE_FILE, Config, check_config, to_dict, to_yaml
 from rsb.data.sampler import lane_count, samples_per_process
 from rsb.errors import UserError
 
@@ -88,3 +88,23 @@ def resolve(cfg: Config, world_size: int, train_images: int, prec: precision.Pre
 
 def derived_dict(d: Derived) -> dict:
     return asdict(d)
+
+
+def resolved_document(cfg: Config, derived: Derived, environment: dict | None = None) -> dict:
+    """What resolved.yaml holds: the config, the derived values and (for a run) where it ran."""
+    doc = {"config": to_dict(cfg), "derived": derived_dict(derived)}
+    if environment is not None:
+        doc["environment"] = environment
+    return doc
+
+
+def print_config(cfg: Config, sample: bool, device: str = "auto") -> str:
+    """The resolved YAML for --print-config: no data is read (ImageNet-1k's train size is assumed)."""
+    from rsb import distributed
+    from rsb.data.sample import NUM_CLASSES, SPLITS
+    images = SPLITS["train"] * NUM_CLASSES if sample else IMAGENET_TRAIN_IMAGES
+    _, world, _ = distributed.env_rank_world()
+    scale = ("built-in sample data at sample scale (" + SAMPLE_SCALE_FILE.name + "); pass --data for the "
+             "ImageNet-scale recipe") if sample else f"ImageNet-1k ({images} train images assumed, data not read)"
+    derived = resolve(cfg, world, images, precision.for_config(cfg.train, device))
+    return f"# resolved for {scale}\n" + to_yaml(resolved_document(cfg, derived))

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import random
-import signal
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -10,11 +9,9 @@ from pathlib import Path
 import numpy as np
 import timm
 import torch
-import yaml
 
 from rsb import checkpoint, distributed, precision, runfolder
-from rsb.config import (RECIPE_DIR, Config, apply_overrides, check_config, load_recipe, recipe_values, to_dict,
-                        to_yaml)
+from rsb.config import SAMPLE_SCALE_FILE, Config, describe_overlay, recipe_values, sample_scale, to_dict, to_yaml
 from rsb.data.batch import DeviceBatch
 from rsb.data.loader import TrainLoader, eval_loader, imagenet_splits
 from rsb.data.sample import ensure_sample_dataset
@@ -24,12 +21,9 @@ from rsb.errors import UserError
 from rsb.loss import create_loss
 from rsb.model import create_model, load_state_dict_checked, unwrap
 from rsb.optim import WarmupCosine, clips_gradients_itself, create_optimizer
-from rsb.resolve import IMAGENET_TRAIN_IMAGES, Derived, derived_dict, resolve
+from rsb.resolve import derived_dict, resolve, resolved_document
 from rsb.runlog import MetricsLog, Progress, plot_curves
 
-SAMPLE_SCALE_FILE = RECIPE_DIR / "sample_scale.yaml"
-STOP_SIGNALS = [signal.SIGINT, signal.SIGTERM] + [getattr(signal, s) for s in ("SIGUSR1", "SIGUSR2")
-                                                  if hasattr(signal, s)]
 
 
 @dataclass
@@ -43,69 +37,10 @@ class RunEnv:
     quiet: bool = False
 
 
-def sample_scale_overrides() -> list[str]:
-    """The sample-scale file as dotted overrides, so it goes through the same checks as the command line."""
-    data = yaml.safe_load(SAMPLE_SCALE_FILE.read_text())
-    return [f"{section}.{key}={yaml.safe_dump(value, default_flow_style=True).strip().removesuffix('...').strip()}"
-            for section, values in data.items() for key, value in values.items()]
-
-
-def build_config(recipe: str, overrides: list[str], sample: bool) -> Config:
-    """The recipe, the sample-scale overlay when no data is given, then the overrides; checked as a whole."""
-    cfg = load_recipe(recipe)
-    if sample:
-        cfg = apply_overrides(cfg, sample_scale_overrides())
-    cfg = apply_overrides(cfg, overrides)
-    check_config(cfg)
-    return cfg
-
-
-def resolved_document(cfg: Config, derived: Derived, env: RunEnv | None = None) -> dict:
-    doc = {"config": to_dict(cfg), "derived": derived_dict(derived)}
-    if env is not None:
-        doc["environment"] = {"data": str(env.data) if env.data else "built-in sample data",
-                              "device": env.device, "torch": str(torch.__version__), "timm": str(timm.__version__)}
-    return doc
-
-
-def print_config(cfg: Config, sample: bool, device: str = "auto") -> str:
-    """The resolved YAML for --print-config: no data is read (ImageNet-1k's train size is assumed)."""
-    from rsb.data.sample import NUM_CLASSES, SPLITS
-    images = SPLITS["train"] * NUM_CLASSES if sample else IMAGENET_TRAIN_IMAGES
-    _, world, _ = distributed.env_rank_world()
-    scale = ("built-in sample data at sample scale (" + SAMPLE_SCALE_FILE.name + "); pass --data for the "
-             "ImageNet-scale recipe") if sample else f"ImageNet-1k ({images} train images assumed, data not read)"
-    return f"# resolved for {scale}\n" + to_yaml(resolved_document(
-        cfg, resolve(cfg, world, images, precision.for_config(cfg.train, device))))
-
-
 def _seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
-
-
-class StopFlag:
-    """Set by SIGINT/SIGTERM/SIGUSR1/SIGUSR2: the loop finishes its step, checkpoints and exits."""
-
-    def __init__(self):
-        self.signum = None
-        self._old = {}
-
-    def install(self) -> None:
-        for s in STOP_SIGNALS:
-            self._old[s] = signal.signal(s, self._handle)
-
-    def _handle(self, signum, frame) -> None:
-        if self.signum is not None and signum == signal.SIGINT:
-            raise KeyboardInterrupt  # a second Ctrl-C stops at once
-        self.signum = signum
-        print(f"\nreceived {signal.Signals(signum).name}: finishing this step, then saving a checkpoint",
-              flush=True)
-
-    def restore(self) -> None:
-        for s, h in self._old.items():
-            signal.signal(s, h)
 
 
 class Trainer:
@@ -114,10 +49,14 @@ class Trainer:
         self.dist = distributed.init(env.device)
         self.main = self.dist.is_main
         self.out = Path(env.output)
-        self.stop = StopFlag()
-        self._stop_checks = 0                   # DDP: steps since the ranks last agreed on stopping
+        self.stop = distributed.StopFlag()
         self._last_save = time.monotonic()      # for run.checkpoint_every_minutes
         self.last_val: dict = {}                # the latest evaluation, for summary.json
+
+    def _environment(self) -> dict:
+        env = self.env
+        return {"data": str(env.data) if env.data else "built-in sample data", "device": env.device,
+                "torch": str(torch.__version__), "timm": str(timm.__version__)}
 
     def log(self, msg: str) -> None:
         if self.main and not self.env.quiet:
@@ -129,7 +68,7 @@ class Trainer:
         if root is None:
             root = ensure_sample_dataset()
             self.log(f"no --data given: built-in sample data at {root} (10 classes), at the sample scale of "
-                     f"{SAMPLE_SCALE_FILE.name}: {' '.join(sample_scale_overrides())}")
+                     f"{SAMPLE_SCALE_FILE.name}: {describe_overlay(sample_scale())}")
         train_idx, val_idx = imagenet_splits(root)
         if len(train_idx.classes) != self.cfg.model.num_classes:
             raise UserError(f"{root}/train has {len(train_idx.classes)} classes but model.num_classes is "
@@ -246,28 +185,14 @@ class Trainer:
                        and time.monotonic() - self._last_save >= 60 * t.checkpoint_every_minutes)
             if by_steps or by_time:
                 self.save(epoch, in_epoch, step=self.step + steps_done)
-        return self._stop_requested()
-
-    def _stop_requested(self) -> bool:
-        flag = self.stop.signum is not None
-        if self.dist.distributed:
-            # Every process must stop at the same step, so they agree through an all-reduce; every 10 steps
-            # only, because reading its result waits for the device.
-            self._stop_checks += 1
-            if self._stop_checks % 10:
-                return False
-            t = torch.tensor([float(flag)], device=self.dist.device)
-            flag = distributed.all_reduce_sum(t).item() > 0
-            if flag and self.stop.signum is None:
-                self.stop.signum = signal.SIGTERM  # a peer was signalled
-        return flag
+        return self.stop.agreed(self.dist)
 
     def run(self) -> dict:
         cfg, d, der = self.cfg, self.dist, self.derived
         if self.main:
             self.out.mkdir(parents=True, exist_ok=True)
             runfolder.remove_stale_temporaries(self.out)  # left by a write that was killed
-            runfolder.write_text(self.out / runfolder.RESOLVED, to_yaml(resolved_document(cfg, der, self.env)))
+            runfolder.write_text(self.out / runfolder.RESOLVED, to_yaml(resolved_document(cfg, der, self._environment())))
         self.log(f"run folder {self.out}; {d.world_size} process(es) on {d.device.type}; "
                  f"{der.train_images} train images, {der.steps_per_epoch} steps/epoch, {cfg.sched.epochs} epochs")
         self.log(f"batch rule: {der.batch_rule_applied}")

@@ -19,7 +19,8 @@ import torch
 from _tiny import REPO, tiny_data
 from rsb import checkpoint
 from rsb.engine import NonFiniteLoss
-from rsb.trainer import RunEnv, Trainer, build_config
+from rsb.config import build_config
+from rsb.trainer import RunEnv, Trainer
 
 # A small ResNet keeps checkpoints small; every other recipe value is A2's. 12 optimizer steps in all
 # (6 per epoch: 100 images over 3 sampler lanes, 2 batches of 16 each).

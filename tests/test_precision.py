@@ -12,7 +12,9 @@ from _tiny import tiny_data
 from rsb import checkpoint, precision
 from rsb.config import TrainConfig
 from rsb.resolve import resolve
-from rsb.trainer import RunEnv, build_config, print_config, train
+from rsb.config import build_config
+from rsb.resolve import print_config
+from rsb.trainer import RunEnv, train
 
 CPU = torch.device("cpu")
 

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from rsb import runfolder
-from rsb.config import Config, recipe_values, to_dict
+from rsb.config import Config, build_config, recipe_values, to_dict
 from rsb.errors import UserError
 
 FORMAT = "rsb-sweep-1"
@@ -53,7 +53,6 @@ def normalize_recipe(recipe: str) -> str:
 
 
 def seed_config(recipe: str, overrides: list[str], sample: bool, seed: int) -> Config:
-    from rsb.trainer import build_config
     return build_config(recipe, list(overrides) + [f"train.seed={seed}"], sample)
 
 
