@@ -11,14 +11,17 @@ from __future__ import annotations
 import hashlib
 import os
 import random
+import shutil
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from rsb.errors import UserError
-from rsb.runfolder import BEST, EPOCH_CHECKPOINTS, LAST, PREV, temporary_for  # noqa: F401  (BEST: callers)
+from rsb import runfolder
+from rsb.runfolder import BEST, EPOCH_CHECKPOINTS, LAST, PREV, temporary_for
 
 DIGEST_KEY = "sha256"
 
@@ -145,3 +148,51 @@ def find_resume(run_dir: Path) -> tuple[Path, dict] | None:
         raise UserError(f"no checkpoint in {run_dir} can be loaded ({len(candidates)} tried); move the folder "
                         f"aside to start afresh, or pass --resume with a good checkpoint.")
     return None
+
+
+def _copy_of(source: Path, target: Path) -> None:
+    """target becomes the same bytes as source, without serialising or hashing again: a hard link where the
+    file system allows (last.pt is later replaced by rename, so the link keeps this version), else a copy."""
+    with runfolder.atomic_path(target) as tmp:
+        try:
+            os.link(source, tmp)
+        except OSError:
+            shutil.copyfile(source, tmp)
+
+
+class CheckpointManager:
+    """A run folder's checkpoints: names (last.pt and prev.pt, best.pt, epoch_*.pt), retention, when a
+    mid-epoch checkpoint is due (by time or by steps), and the resume order. Each save serialises once."""
+
+    def __init__(self, folder: Path, keep_epochs: int = 0, every_minutes: float = 0.0, every_steps: int = 0,
+                 enabled: bool = True):
+        self.folder, self.keep_epochs, self.enabled = Path(folder), keep_epochs, enabled
+        self.every_minutes, self.every_steps = every_minutes, every_steps
+        self.last_save = time.monotonic()
+
+    def restart_clock(self) -> None:
+        self.last_save = time.monotonic()
+
+    def due(self, global_step: int) -> bool:
+        """Whether a mid-epoch checkpoint is due after `global_step` (the epoch's end always has one)."""
+        by_steps = self.every_steps > 0 and global_step % self.every_steps == 0
+        by_time = self.every_minutes > 0 and time.monotonic() - self.last_save >= 60 * self.every_minutes
+        return by_steps or by_time
+
+    def save(self, state: dict, epoch_end: bool = False, is_best: bool = False) -> None:
+        """last.pt (the one before it kept as prev.pt); at an epoch's end also best.pt when it is the best so far
+        and epoch_NNNN.pt when per-epoch copies are kept (`state["epoch"]` names it)."""
+        self.last_save = time.monotonic()
+        if not self.enabled:  # DDP: rank 0 writes
+            return
+        last = self.folder / LAST
+        save_atomic(state, last, keep_previous=True)
+        if is_best:
+            _copy_of(last, self.folder / BEST)
+        if epoch_end and self.keep_epochs > 0:
+            _copy_of(last, self.folder / runfolder.epoch_checkpoint(state["epoch"]))
+            for old in sorted(self.folder.glob(EPOCH_CHECKPOINTS))[:-self.keep_epochs]:
+                old.unlink()
+
+    def find_resume(self) -> tuple[Path, dict] | None:
+        return find_resume(self.folder)

@@ -18,6 +18,23 @@ def create_model(cfg: ModelConfig) -> torch.nn.Module:
         raise
 
 
+def prepare_model(model: torch.nn.Module, device: torch.device, channels_last: bool) -> torch.nn.Module:
+    """On the device, in channels_last when asked (NHWC: what cuDNN's and oneDNN's fastest convolutions take);
+    training and scoring prepare a model the same way."""
+    model = model.to(device)
+    return model.to(memory_format=torch.channels_last) if channels_last else model
+
+
+def wrap_for_training(model: torch.nn.Module, device: torch.device, distributed: bool,
+                      compile: bool) -> torch.nn.Module:
+    """DistributedDataParallel across processes, then torch.compile when asked (compiling the DDP wrapper lets
+    the compiler see the gradient buckets' hooks)."""
+    if distributed:
+        ids = [device.index] if device.type == "cuda" else None
+        model = torch.nn.parallel.DistributedDataParallel(model, device_ids=ids)
+    return torch.compile(model) if compile else model
+
+
 def unwrap(model: torch.nn.Module) -> torch.nn.Module:
     """The plain timm module inside DDP and torch.compile wrappers."""
     while True:

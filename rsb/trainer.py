@@ -19,7 +19,7 @@ from rsb.data.sampler import seed_for
 from rsb.engine import NonFiniteLoss, evaluate, train_one_epoch
 from rsb.errors import UserError
 from rsb.loss import create_loss
-from rsb.model import create_model, load_state_dict_checked, unwrap
+from rsb.model import create_model, load_state_dict_checked, prepare_model, unwrap, wrap_for_training
 from rsb.optim import WarmupCosine, clips_gradients_itself, create_optimizer
 from rsb.resolve import derived_dict, resolve, resolved_document
 from rsb.runlog import MetricsLog, Progress, plot_curves
@@ -50,7 +50,9 @@ class Trainer:
         self.main = self.dist.is_main
         self.out = Path(env.output)
         self.stop = distributed.StopFlag()
-        self._last_save = time.monotonic()      # for run.checkpoint_every_minutes
+        run = cfg.run
+        self.ckpts = checkpoint.CheckpointManager(self.out, run.keep_checkpoints, run.checkpoint_every_minutes,
+                                                  run.checkpoint_every_steps, enabled=self.main)
         self.last_val: dict = {}                # the latest evaluation, for summary.json
 
     def _environment(self) -> dict:
@@ -86,9 +88,7 @@ class Trainer:
         elif d.device.type == "cuda":
             torch.backends.cudnn.benchmark = True
         _seed_everything(cfg.train.seed)  # same initial weights on every process
-        model = create_model(cfg.model).to(d.device)
-        if cfg.model.channels_last:
-            model = model.to(memory_format=torch.channels_last)
+        model = prepare_model(create_model(cfg.model), d.device, cfg.model.channels_last)
         self.model = model
         self.ema = None
         if cfg.train.ema:
@@ -112,17 +112,13 @@ class Trainer:
         self.best = {"top1": -1.0, "epoch": -1}
         self.metrics = MetricsLog(self.out, enabled=self.main)
         self._maybe_resume()
-        if d.distributed:
-            ids = [d.device.index] if d.device.type == "cuda" else None
-            self.model = torch.nn.parallel.DistributedDataParallel(model, device_ids=ids)
-        if cfg.model.compile:
-            self.model = torch.compile(self.model)
+        self.model = wrap_for_training(model, d.device, d.distributed, cfg.model.compile)
 
     def _maybe_resume(self) -> None:
         if self.env.resume is not None:
             path, ckpt = self.env.resume, checkpoint.load(self.env.resume)
         else:
-            found = checkpoint.find_resume(self.out)  # last.pt, or an older one if it is unreadable
+            found = self.ckpts.find_resume()  # last.pt, or an older one if it is unreadable
             if found is None:
                 return
             path, ckpt = found
@@ -158,33 +154,19 @@ class Trainer:
 
     def save(self, epoch: int, epoch_step: int = 0, is_best: bool = False, step: int | None = None) -> None:
         """Checkpoint after `epoch` full epochs plus `epoch_step` steps of the next (global step `step`)."""
-        self._last_save = time.monotonic()
-        if not self.main:
-            return
-        params = unwrap(self.model).parameters()
-        if not all(torch.isfinite(p).all() for p in params):
-            raise NonFiniteLoss(self.step if step is None else step)  # never save non-finite weights
-        state = self._state(epoch, epoch_step, self.step if step is None else step)
-        checkpoint.save_atomic(state, self.out / checkpoint.LAST, keep_previous=True)
-        if is_best:
-            checkpoint.save_atomic(state, self.out / checkpoint.BEST)
-        keep = self.cfg.run.keep_checkpoints
-        if keep > 0 and epoch_step == 0:
-            checkpoint.save_atomic(state, self.out / runfolder.epoch_checkpoint(epoch))
-            for old in sorted(self.out.glob(runfolder.EPOCH_CHECKPOINTS))[:-keep]:
-                old.unlink()
+        step = self.step if step is None else step
+        if self.main and not all(torch.isfinite(p).all() for p in unwrap(self.model).parameters()):
+            raise NonFiniteLoss(step)  # never save non-finite weights
+        state = self._state(epoch, epoch_step, step) if self.main else {}
+        self.ckpts.save(state, epoch_end=epoch_step == 0, is_best=is_best)
 
     # ---- the loop -------------------------------------------------------------------------------------------
     def _after_step(self, epoch: int, steps_done: int) -> bool:
         """After each optimizer step: a periodic mid-epoch checkpoint when due; True when a signal asks to stop."""
-        t = self.cfg.run
         in_epoch = self.epoch_step + steps_done
-        if in_epoch < self.derived.steps_per_epoch:  # the epoch's end has its own checkpoint
-            by_steps = t.checkpoint_every_steps > 0 and (self.step + steps_done) % t.checkpoint_every_steps == 0
-            by_time = (t.checkpoint_every_minutes > 0
-                       and time.monotonic() - self._last_save >= 60 * t.checkpoint_every_minutes)
-            if by_steps or by_time:
-                self.save(epoch, in_epoch, step=self.step + steps_done)
+        # the epoch's end has its own checkpoint
+        if in_epoch < self.derived.steps_per_epoch and self.ckpts.due(self.step + steps_done):
+            self.save(epoch, in_epoch, step=self.step + steps_done)
         return self.stop.agreed(self.dist)
 
     def run(self) -> dict:
@@ -206,7 +188,7 @@ class Trainer:
         amp = self.precision.dtype
         seen_total, skipped_total = 0, 0
         started = time.perf_counter()
-        self._last_save = time.monotonic()
+        self.ckpts.restart_clock()
         self.stop.install()
         try:
             for epoch in range(self.start_epoch, cfg.sched.epochs):

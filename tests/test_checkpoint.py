@@ -301,3 +301,41 @@ def test_unwrap_nested():
             self._orig_mod = m
 
     assert unwrap(Wrap(Compiled(inner))) is inner
+
+
+def test_manager_serialises_once_and_links_best_and_epoch_copies(tmp_path, monkeypatch):
+    from rsb.checkpoint import CheckpointManager
+    calls = {"n": 0}
+    real = torch.save
+
+    def counting_save(*a, **k):
+        calls["n"] += 1
+        return real(*a, **k)
+
+    monkeypatch.setattr(torch, "save", counting_save)
+    m = CheckpointManager(tmp_path, keep_epochs=2)
+    for epoch in (1, 2, 3):
+        m.save({**sample_ckpt(epoch), "epoch": epoch}, epoch_end=True, is_best=epoch == 2)
+    assert calls["n"] == 3  # one serialisation per save, however many copies
+    assert sorted(p.name for p in tmp_path.glob("epoch_*.pt")) == ["epoch_0002.pt", "epoch_0003.pt"]
+    assert checkpoint.load(tmp_path / "best.pt")["epoch"] == 2 and checkpoint.load(tmp_path / "last.pt")["epoch"] == 3
+    assert checkpoint.load(tmp_path / "prev.pt")["epoch"] == 2
+    assert (tmp_path / "epoch_0003.pt").read_bytes() == (tmp_path / "last.pt").read_bytes()
+    assert not list(tmp_path.glob(".*.tmp*"))
+
+
+def test_manager_mid_epoch_rule_by_steps_and_time(tmp_path, monkeypatch):
+    from rsb.checkpoint import CheckpointManager
+    m = CheckpointManager(tmp_path, every_steps=5)
+    assert [s for s in range(1, 12) if m.due(s)] == [5, 10]
+    clock = {"t": 1000.0}
+    monkeypatch.setattr(checkpoint.time, "monotonic", lambda: clock["t"])
+    m = CheckpointManager(tmp_path, every_minutes=10)
+    assert not m.due(1)
+    clock["t"] += 601
+    assert m.due(2)
+    m.save({**sample_ckpt(), "epoch": 0}, epoch_end=False)  # a save restarts the clock
+    assert not m.due(3)
+    off = CheckpointManager(tmp_path / "off", enabled=False)
+    off.save(sample_ckpt())  # a process other than rank 0 writes nothing
+    assert not (tmp_path / "off").exists()

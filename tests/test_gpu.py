@@ -149,7 +149,7 @@ def small_jpeg_set(root, classes: int = 4, per_class: int = 32):
     return EvalSet("val", str(root), index, index.labels)
 
 
-def test_evaluator_halves_the_batch_on_a_real_cuda_out_of_memory(tmp_path):
+def test_evaluator_halves_the_batch_on_a_real_cuda_out_of_memory(tmp_path, monkeypatch):
     import timm
 
     from rsb.evaluation import scoring
@@ -157,22 +157,30 @@ def test_evaluator_halves_the_batch_on_a_real_cuda_out_of_memory(tmp_path):
     eval_set = small_jpeg_set(tmp_path / "val")
     n = len(eval_set.index)  # 128
     settings = EvalSettings(224, 0.95, "bicubic")
+    monkeypatch.setattr(torch.backends.cudnn, "benchmark", True)  # as validate.py sets it on CUDA
     torch.manual_seed(0)
     model = scoring.prepare_model(timm.create_model("resnet50", num_classes=4), CUDA, channels_last=True)
-    with torch.no_grad():  # load every batch size's kernels now: a lazily loaded kernel needs device memory too
-        b = n
-        while b >= 8:
+    # Each batch size's forward once, to load its kernels and make cudnn.benchmark's choice (whose trials take
+    # memory) now; then once more, to measure the memory it reserves (what a full GPU must find free).
+    sizes, reserved = (n, n // 2, n // 4, n // 8, n // 16), {}
+    with torch.no_grad():
+        for b in sizes:
             model(torch.zeros(b, 3, 224, 224, device=CUDA).contiguous(memory_format=torch.channels_last))
-            b //= 2
-    torch.cuda.synchronize()
-    torch.cuda.empty_cache()
-    torch.cuda.reset_peak_memory_stats()
-    base = torch.cuda.memory_allocated()
+        for b in sizes:
+            torch.cuda.synchronize()
+            torch.cuda.empty_cache()
+            torch.cuda.reset_peak_memory_stats()
+            before = torch.cuda.memory_reserved()
+            model(torch.zeros(b, 3, 224, 224, device=CUDA).contiguous(memory_format=torch.channels_last))
+            torch.cuda.synchronize()
+            reserved[b] = torch.cuda.max_memory_reserved() - before
     ref = scoring.score_set(model, eval_set, settings, device=CUDA, batch_size=8, workers=0, progress=False)
-    per8 = torch.cuda.max_memory_allocated() - base  # the peak of scoring at batch 8 (activations, inputs, ...)
     assert ref["batch_size"] == 8 and ref["images"] == n
-    # Leave room for about 3 batches of 8 (so about 24 images): the requested batch of 128 cannot fit, 16 can.
-    room = 3 * per8 + (64 << 20)
+    step = reserved[32] - reserved[16]
+    assert step > 32 << 20, f"activations do not grow with the batch: {reserved}"
+    # Room for a batch of 16 and then some, not 32: the requested batch of 128 cannot fit, 16 can.
+    room = reserved[16] + step // 2 + (32 << 20)
+    torch.cuda.synchronize()
     torch.cuda.empty_cache()
     free, total = torch.cuda.mem_get_info()
     assert free > room + (1 << 30), f"only {free / 2**30:.1f} GiB free on the GPU"
@@ -184,7 +192,8 @@ def test_evaluator_halves_the_batch_on_a_real_cuda_out_of_memory(tmp_path):
     finally:
         del ballast
         torch.cuda.empty_cache()
-    detail = f"peak at batch 8 {per8 / 2**20:.0f} MiB, room left {room / 2**20:.0f} MiB, logs {logs}"
+    detail = (f"reserved per batch size {({b: f'{v / 2**20:.0f} MiB' for b, v in reserved.items()})}, room left "
+              f"{room / 2**20:.0f} MiB, logs {logs}")
     assert 1 <= res["batch_size"] < n, detail
     assert logs and logs[0] == f"warning: out of memory on val; scoring it again at batch size {n // 2}", detail
     assert len(logs) == int(math.log2(n // res["batch_size"])), detail  # halved once per out-of-memory

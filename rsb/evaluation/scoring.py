@@ -19,6 +19,7 @@ from rsb import distributed
 from rsb.data.batch import DeviceBatch
 from rsb.data.loader import eval_loader
 from rsb.engine import hit_counts, predict_top5
+from rsb import model as model_prep
 from rsb.errors import UserError
 from rsb.evaluation.real_labels import real_hits
 
@@ -54,8 +55,8 @@ class EvalProgress:
 
 
 def prepare_model(model: torch.nn.Module, device: torch.device, channels_last: bool) -> torch.nn.Module:
-    model = model.to(device).eval()
-    return model.to(memory_format=torch.channels_last) if channels_last else model
+    """As training prepares it (rsb.model.prepare_model), in eval mode."""
+    return model_prep.prepare_model(model, device, channels_last).eval()
 
 
 @torch.no_grad()
