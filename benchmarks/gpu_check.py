@@ -29,7 +29,9 @@ with its one-line error, and the others still run; the whole run stops starting 
              for both. images/s over 2 x workers steps after a warm-up of `workers` steps (the workers' first
              batches), and the fraction of that time the GPU waits for data: CUDA events recorded on the compute
              stream before and after each fetch; the GPU idles from when it finished the work queued before the
-             fetch until the work queued after it, which the event pairs time exactly.
+             fetch until the work queued after it, which the event pairs time exactly. (rsb copies the batch to
+             the GPU on the compute stream after the fetch, so its copy counts as step time; timm's prefetcher
+             copies the next batch on its side stream inside the fetch, so timm's copy counts as waiting.)
   validate   validate.py's scoring path at 224 (rsb.evaluation.scoring.score_set: eval_loader + DeviceBatch +
              channels_last, validate.py's CUDA batch of 256 and default workers) in float32 and in bf16 (--amp),
              against timm's eval pipeline (create_loader with its prefetcher, channels_last, the accuracy read
@@ -164,7 +166,8 @@ def planned_setting(key: str, s: Sizes, workers: int) -> str:
     if key.startswith("loader_"):
         size = s.a2 if key.endswith("a2") else s.a3
         w, h = s.jpeg_wh
-        return f"{m} {size} px, batch {s.batch}, {prec}, {workers} workers{', pinned' if s.pinned else ''}, {w}x{h} JPEGs"
+        pinned = ", pinned" if s.pinned else ""
+        return f"{m} {size} px, batch {s.batch}, {prec}, {workers} workers{pinned}, {w}x{h} JPEGs"
     if key.startswith("val_"):
         from_weights = "bf16 autocast" if key == "val_bf16" else "float32"
         return f"{m} {s.eval_size} px, batch {s.eval_batch}, {from_weights}, {s.unique * s.val_copies} JPEGs"
@@ -199,6 +202,7 @@ class Ctx:
         self.jpegs = self.work / "jpegs"
         self.workers = usable_cores()
         self.done: set[str] = set()
+        self.running: str | None = None         # the row in progress
         self.synthetic: dict[str, float] = {}   # rsb images/s of the synthetic rows, for the loader rows
         if self.cuda:
             torch.backends.cudnn.benchmark = True  # as rsb.trainer and validate.py set it on CUDA
@@ -206,6 +210,7 @@ class Ctx:
     def row(self, key: str, fn) -> None:
         """Run one row; an exception becomes the row's one-line failure, and the part goes on."""
         setting = planned_setting(key, self.sizes, self.workers)
+        self.running = key
         try:
             fields = fn()
             self.emit(type="row", key=key, status="ok", setting=setting, **fields)
@@ -215,6 +220,7 @@ class Ctx:
                       trace=traceback_tail(e))
             self.done.add(key)
         finally:
+            self.running = None
             cleanup(self)
 
     def skip(self, key: str, why: str) -> None:
@@ -282,10 +288,12 @@ def worker_main(args) -> int:
         try:
             PART_FUNCS[name](ctx)
         except PartTimeout:
+            running = ctx.running or next((k for k in part.rows if k not in ctx.done), None)
             for key in part.rows:
                 if key not in ctx.done:
-                    emit(type="row", key=key, status=f"failed: timed out after the part's budget of {budget} s",
-                         setting=planned_setting(key, ctx.sizes, ctx.workers))
+                    status = (f"failed: timed out after the part's budget of {budget} s" if key == running else
+                              f"failed: not run, the part's budget of {budget} s was spent")
+                    emit(type="row", key=key, status=status, setting=planned_setting(key, ctx.sizes, ctx.workers))
                     ctx.done.add(key)
         except Exception as e:
             trace = traceback_tail(e)
@@ -587,7 +595,7 @@ def loader_pair(ctx: Ctx, recipe: str) -> dict:
     from rsb.data.loader import TrainLoader
     jpegs_ready(ctx)
     s = ctx.sizes
-    label, ra, repeats = RECIPES[recipe]
+    _, ra, repeats = RECIPES[recipe]
     size = s.a2 if recipe == "a2" else s.a3
     root = ctx.jpegs / "train"
     workers = ctx.workers
@@ -602,7 +610,8 @@ def loader_pair(ctx: Ctx, recipe: str) -> dict:
         cfg = load_recipe(recipe)
         cfg.train.batch_per_device = s.batch
         cfg.data.train_size = size
-        assert cfg.aug.repeated_aug == repeats and cfg.aug.rand_augment == ra, (cfg.aug.repeated_aug, cfg.aug.rand_augment)
+        recipe_aug = (cfg.aug.repeated_aug, cfg.aug.rand_augment)
+        assert recipe_aug == (repeats, ra), recipe_aug  # timm's side is given the same RandAugment
         loader = TrainLoader(cfg, ImageFolderIndex(root, use_cache=False), 0, 1, workers, pin_memory=ctx.cuda)
         meter = WaitMeter(ctx.cuda)
         t = time.perf_counter()
@@ -654,7 +663,7 @@ def part_loader(ctx: Ctx) -> None:
     ctx.row("loader_a3", lambda: loader_pair(ctx, "a3"))
 
 
-# ---- part: validate.py's throughput ------------------------------------------------------------------------------------
+# ---- part: validate.py's throughput -----------------------------------------------------------------------------
 
 def timm_eval(ctx: Ctx, model, root: Path, size: int, batch: int, workers: int, amp) -> float:
     """timm's evaluation pipeline (validate.py: create_dataset, create_loader with its prefetcher) feeding the
@@ -765,11 +774,14 @@ def run_tests(budget: int, dry: bool, work: Path) -> dict:
     if dry:
         env["CUDA_VISIBLE_DEVICES"] = ""  # the dry run is a CPU run even on a GPU machine
     log = work / "tests.log"
-    try:
-        with open(log, "w") as f:
-            proc = subprocess.run(cmd, cwd=REPO, env=env, stdout=f, stderr=subprocess.STDOUT, timeout=budget)
-    except subprocess.TimeoutExpired:
-        return {"status": f"failed: timed out after the part's budget of {budget} s", "log": log}
+    with open(log, "w") as f:  # its own process group: the train.py processes it starts go with it
+        proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=f, stderr=subprocess.STDOUT, start_new_session=True)
+        try:
+            proc.wait(timeout=max(1, budget))
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+            return {"status": f"failed: timed out after the part's budget of {budget} s", "log": log}
     if not xml.is_file():
         return {"status": f"failed: pytest exited with status {proc.returncode}: {last_line(log)}", "log": log}
     root = ET.parse(xml).getroot()
@@ -828,11 +840,12 @@ class Collector:
         elif kind == "start":
             print(f"[{time.time() - self.t0:5.0f} s] part {rec['part']} (budget {rec['budget']} s)", flush=True)
 
-    def fail_missing(self, part: Part, status: str) -> None:
-        for key in part.rows:
-            if key not in self.rows:
-                self.add({"type": "row", "key": key, "status": status,
-                          "setting": planned_setting(key, self.sizes, self.workers)})
+    def fail_missing(self, part: Part, status: str) -> int:
+        missing = [key for key in part.rows if key not in self.rows]
+        for key in missing:
+            self.add({"type": "row", "key": key, "status": status,
+                      "setting": planned_setting(key, self.sizes, self.workers)})
+        return len(missing)
 
 
 def run_workers(parts: list[Part], args, work: Path, deadline: float, col: Collector) -> None:
@@ -844,8 +857,9 @@ def run_workers(parts: list[Part], args, work: Path, deadline: float, col: Colle
         attempt += 1
         jsonl = work / f"worker{attempt}.jsonl"
         log = work / f"worker{attempt}.log"
-        cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", "--parts", ",".join(p.name for p in remaining),
-               "--jsonl", str(jsonl), "--work", str(work), "--deadline", str(deadline)]
+        cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", "--parts",
+               ",".join(p.name for p in remaining), "--jsonl", str(jsonl), "--work", str(work),
+               "--deadline", str(deadline)]
         if args.cpu_dry_run:
             cmd.append("--cpu-dry-run")
         if args.budgets:
@@ -906,9 +920,7 @@ def run_workers(parts: list[Part], args, work: Path, deadline: float, col: Colle
         keep_log(log, args)
         progressed = bool(ended) or current is not None
         lost = [p for p in remaining if p.name == current or (not progressed and p.name not in ended)]
-        for p in lost:
-            col.fail_missing(p, killed or "failed: its process stopped early")
-        if lost:
+        if sum(col.fail_missing(p, killed or "failed: its process stopped early") for p in lost):
             print_tail(log)
         remaining = [p for p in remaining if p.name not in ended and p.name != current] if progressed else []
 
@@ -928,11 +940,11 @@ def print_tail(log: Path, n: int = 15) -> None:
     print(f"--- last lines of {log.name}:", *("    " + ln for ln in lines), sep="\n", flush=True)
 
 
-def build_table(col: Collector, dry: bool) -> str:
+def build_table(col: Collector, dry: bool, keys) -> str:
     from _common import table
     wait = "data wait, rsb / timm" if dry else "GPU waits for data, rsb / timm"
     rows = []
-    for key in ROW_ORDER:
+    for key in keys:
         rec = col.rows.get(key) or {"status": "failed: not run", "setting": planned_setting(key, col.sizes,
                                                                                             col.workers)}
         rows.append([LABELS[key], rec.get("setting", ""), rec["status"], rec.get("rsb", "") if key != "tests" else "",
@@ -1029,10 +1041,7 @@ def parent_main(args) -> int:
     command = "python benchmarks/gpu_check.py" + (" " + " ".join(shlex.quote(a) for a in sys.argv[1:])
                                                   if sys.argv[1:] else "")
     keys = [k for k in ROW_ORDER if any(k in p.rows for p in plan)]
-    text = build_table(col, dry)
-    if args.only:  # only the rows of the parts run
-        lines = text.splitlines()
-        text = "\n".join(lines[:2] + [ln for ln in lines[2:] if any(f"| {LABELS[k]} " in ln for k in keys)])
+    text = build_table(col, dry, keys)
     heading = "## GPU check (issue 17)" + (": CPU dry run at tiny sizes, not GPU figures" if dry else "")
     block = "\n".join([heading, "", *header_lines(col, facts, command, dry, seconds), "", text, "",
                        *(f"- {n}" for n in notes_lines(col))])

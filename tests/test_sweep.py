@@ -228,6 +228,7 @@ def test_job_requeues_through_submitit_on_its_signal(tmp_path, rank_env):
     128 + USR2; the job hands the signal to submitit, whose handler calls checkpoint(), writes the resubmission
     and requeues (a local job: exit status 144). A SIGTERM stop (scancel) is not requeued."""
     submitit = pytest.importorskip("submitit")
+    import rsb.distributed
     import rsb.trainer
     folder = tmp_path / "submitit"
     folder.mkdir()
@@ -248,7 +249,7 @@ def test_job_requeues_through_submitit_on_its_signal(tmp_path, rank_env):
             def trainer_stopped_by(cfg, env_, sig=sig):
                 assert cfg.train.seed == 3 and env_.output == tmp_path / "seed_0003"
                 assert (env_.output / "RUNNING.json").is_file()
-                flag = rsb.trainer.StopFlag()
+                flag = rsb.distributed.StopFlag()
                 flag.install()
                 os.kill(os.getpid(), sig)  # as Slurm's signal before the time limit, or scancel's SIGTERM
                 flag.restore()

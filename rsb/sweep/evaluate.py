@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -20,7 +21,7 @@ from rsb.errors import UserError
 from rsb.sweep.seeds import run_dir_name
 from rsb.sweep.spec import SweepSpec
 
-VALIDATE = Path(__file__).resolve().parents[2] / "validate.py"
+PACKAGE_ROOT = Path(__file__).resolve().parents[2]  # the folder holding the rsb package
 CHUNK = 10  # checkpoints per validate.py run
 SCORES = ("val_top1", "val_top5", "v2_top1", "v2_top5", "gap", "epoch", "v2_set", "val_images", "v2_images")
 
@@ -112,18 +113,20 @@ def score_seeds(spec: SweepSpec, out: Path, seeds: list[int], cache_dir: Path, d
 def _run_validate(ckpts: list[Path], flags: list[str], work: Path, device: str, workers: int | None,
                   batch_size: int | None) -> list[dict]:
     from rsb.evaluation.table import read_table
-    if not VALIDATE.is_file():
-        raise UserError(f"validate.py is not at {VALIDATE}; run the report from a checkout of rsb.")
     shutil.rmtree(work, ignore_errors=True)
-    cmd = [sys.executable, str(VALIDATE), *map(str, ckpts), *flags, "--out-dir", str(work), "--quiet",
+    # `python -m rsb.validate`, with this rsb first on the path: works from a checkout and from an install alike
+    # (a validate.py found by its file path exists only in a checkout).
+    cmd = [sys.executable, "-m", "rsb.validate", *map(str, ckpts), *flags, "--out-dir", str(work), "--quiet",
            "--device", device]
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(PACKAGE_ROOT),
+                                                                     os.environ.get("PYTHONPATH")])))
     if workers is not None:
         cmd += ["--workers", str(workers)]
     if batch_size is not None:
         cmd += ["--batch-size", str(batch_size)]
     # Its per-checkpoint lines go straight to the console (scoring 100 ImageNet checkpoints takes a while);
     # stderr is kept for its one-sentence error.
-    proc = subprocess.run(cmd, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.run(cmd, stderr=subprocess.PIPE, text=True, env=env)
     if proc.returncode != 0:
         tail = proc.stderr.strip().splitlines()[-1:] or [f"exit status {proc.returncode}"]
         raise UserError(f"validate.py could not score the sweep's checkpoints: {tail[0]}")
