@@ -76,10 +76,16 @@ def usable_cpus() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
-def default_workers() -> int:
-    """Loader processes per device: this process's share of the CPUs, at most 8."""
-    _, world, _ = env_rank_world()
-    return max(1, min(8, usable_cpus() // max(1, world)))
+def default_workers(processes_sharing: int | None = None) -> int:
+    """Loader processes per training process: its share of the CPUs, at most 8. Under Slurm the share is the
+    task's SLURM_CPUS_PER_TASK (the affinity mask may show the whole node when Slurm does not bind CPUs);
+    elsewhere the usable CPUs divided among the processes that share them: `processes_sharing` (a local sweep's
+    seeds at once), by default this job's processes (the world size)."""
+    cpus = usable_cpus()
+    if os.environ.get("SLURM_CPUS_PER_TASK"):
+        return max(1, min(8, cpus, int(os.environ["SLURM_CPUS_PER_TASK"])))
+    share = processes_sharing if processes_sharing is not None else env_rank_world()[1]
+    return max(1, min(8, cpus // max(1, share)))
 
 
 def pick_device(requested: str, local_rank: int) -> torch.device:

@@ -13,7 +13,7 @@ import os
 import signal
 from pathlib import Path
 
-from rsb.distributed import master_port_for_job, usable_cpus
+from rsb.distributed import default_workers, master_port_for_job
 from rsb.sweep import runfiles
 from rsb.sweep.seeds import run_dir_name
 
@@ -22,16 +22,6 @@ def ddp_environment(env) -> dict[str, str]:
     """torch.distributed's variables from a submitit JobEnvironment, for rsb.distributed.init to read."""
     return {"RANK": str(env.global_rank), "WORLD_SIZE": str(env.num_tasks), "LOCAL_RANK": str(env.local_rank),
             "MASTER_ADDR": str(env.hostnames[0]), "MASTER_PORT": str(master_port_for_job(env.raw_job_id))}
-
-
-def default_workers(cpu_share: int = 1) -> int:
-    """Loader processes per training process: its share of the CPUs, at most 8 (train.py's rule)."""
-    cpus = usable_cpus()
-    if os.environ.get("SLURM_CPUS_PER_TASK"):  # affinity may show the whole node when Slurm does not bind
-        cpus = min(cpus, int(os.environ["SLURM_CPUS_PER_TASK"]))
-    else:
-        cpus //= max(1, cpu_share)
-    return max(1, min(8, cpus))
 
 
 class SeedJob:
@@ -76,7 +66,7 @@ class SeedJob:
             runfiles.write_running(run_dir, job_id, world)
         try:
             cfg = seed_config(p["recipe"], p["overrides"], p["data"] is None, p["seed"])
-            workers = p["workers"] if p["workers"] is not None else default_workers(p["cpu_share"])
+            workers = p["workers"] if p["workers"] is not None else default_workers(p["cpu_share"])  # train.py's rule
             env = RunEnv(data=Path(p["data"]) if p["data"] else None, output=run_dir, workers=workers,
                          device=p["device"])
             return train(cfg, env)
