@@ -25,7 +25,6 @@ from rsb.resolve import derived_dict, resolve, resolved_document
 from rsb.runlog import MetricsLog, Progress, plot_curves
 
 
-
 @dataclass
 class RunEnv:
     """The environment of a run (from command-line flags), as opposed to the recipe."""
