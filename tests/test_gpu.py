@@ -196,7 +196,7 @@ def test_evaluator_halves_the_batch_on_a_real_cuda_out_of_memory(tmp_path, monke
     detail = (f"reserved per batch size {({b: f'{v / 2**20:.0f} MiB' for b, v in reserved.items()})}, room left "
               f"{room / 2**20:.0f} MiB, logs {logs}")
     assert 1 <= res["batch_size"] < n, detail
-    assert logs and logs[0] == f"warning: out of memory on val; scoring it again at batch size {n // 2}", detail
+    assert logs and "out of memory" in logs[0] and logs[0].endswith(f"batch size {n // 2}"), detail
     assert len(logs) == int(math.log2(n // res["batch_size"])), detail  # halved once per out-of-memory
     assert res["images"] == ref["images"] == n
     # Same scores as the run at a batch that fits (one image of slack for a logit tie between kernels).
