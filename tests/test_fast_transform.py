@@ -184,9 +184,9 @@ def test_fast_path_taken_only_for_chains_it_reproduces():
 def test_recipes_use_the_fast_path_unless_switched_off():
     for name in ("a1", "a2", "a3"):
         cfg = load_recipe(name)
-        assert isinstance(train_transform(cfg.data, cfg.aug), FastTrainTransform)
-        cfg.run.fast_transform = False
-        assert not isinstance(train_transform(cfg.data, cfg.aug), FastTrainTransform)
+        assert cfg.run.fast_transform is True
+        assert isinstance(train_transform(cfg.data, cfg.aug, cfg.run.fast_transform), FastTrainTransform)
+        assert not isinstance(train_transform(cfg.data, cfg.aug, fast=False), FastTrainTransform)
     cfg = load_recipe("a2")
     cfg.aug.rand_augment, cfg.aug.color_jitter = "", 0.4  # colour jitter (timm drops it under RandAugment)
     assert not isinstance(train_transform(cfg.data, cfg.aug), FastTrainTransform)
