@@ -173,14 +173,15 @@ class Trainer:
         if self.main:
             self.out.mkdir(parents=True, exist_ok=True)
             runfolder.remove_stale_temporaries(self.out)  # left by a write that was killed
-            runfolder.write_text(self.out / runfolder.RESOLVED, to_yaml(resolved_document(cfg, der, self._environment())))
+            doc = resolved_document(cfg, der, self._environment())
+            runfolder.write_text(self.out / runfolder.RESOLVED, to_yaml(doc))
         self.log(f"run folder {self.out}; {d.world_size} process(es) on {d.device.type}; "
                  f"{der.train_images} train images, {der.steps_per_epoch} steps/epoch, {cfg.sched.epochs} epochs")
         self.log(f"batch rule: {der.batch_rule_applied}")
         self.log(f"precision: {der.precision_reason}")
         self.log(f"repeated augmentation: {cfg.aug.repeated_aug} copies per image dealt over "
                  f"{der.sampler_lanes} sampler lanes ({d.world_size} process(es) x {der.accum_steps} micro-steps)")
-        self.log(f"resolved configuration: {self.out / 'resolved.yaml'}")
+        self.log(f"resolved configuration: {self.out / runfolder.RESOLVED}")
         if self.start_epoch >= cfg.sched.epochs:
             self.log("this run has already finished; nothing to do (use another --output for a new run)")
             return self._summary(0.0)
