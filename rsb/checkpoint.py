@@ -14,6 +14,7 @@ import random
 import shutil
 import sys
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -148,6 +149,31 @@ def find_resume(run_dir: Path) -> tuple[Path, dict] | None:
         raise UserError(f"no checkpoint in {run_dir} can be loaded ({len(candidates)} tried); move the folder "
                         f"aside to start afresh, or pass --resume with a good checkpoint.")
     return None
+
+
+@dataclass
+class TrainState:
+    """Where a run is: completed epochs, optimizer steps into the current one, steps in all, the best
+    evaluation so far. The loop advances it after every optimizer step; a checkpoint stores it (its keys are
+    the checkpoint's own: epoch, epoch_step, step, best)."""
+    epoch: int = 0
+    epoch_step: int = 0
+    step: int = 0
+    best: dict = field(default_factory=lambda: {"top1": -1.0, "epoch": -1})
+
+    def advance(self) -> None:
+        self.epoch_step += 1
+        self.step += 1
+
+    def end_epoch(self) -> None:
+        self.epoch, self.epoch_step = self.epoch + 1, 0
+
+    def as_dict(self) -> dict:
+        return {"epoch": self.epoch, "epoch_step": self.epoch_step, "step": self.step, "best": dict(self.best)}
+
+    @classmethod
+    def from_checkpoint(cls, ckpt: dict) -> "TrainState":
+        return cls(ckpt["epoch"], ckpt["epoch_step"], ckpt["step"], ckpt.get("best") or cls().best)
 
 
 def _copy_of(source: Path, target: Path) -> None:

@@ -107,8 +107,7 @@ class Trainer:
                                       rank=d.rank, world=d.world_size)
         self.prep_train = DeviceBatch(d.device, cfg.model.channels_last, cfg.aug, cfg.model.num_classes)
         self.prep_eval = DeviceBatch(d.device, cfg.model.channels_last)
-        self.start_epoch, self.epoch_step, self.step = 0, 0, 0
-        self.best = {"top1": -1.0, "epoch": -1}
+        self.state = checkpoint.TrainState()
         self.metrics = MetricsLog(self.out, enabled=self.main)
         self._maybe_resume()
         self.model = wrap_for_training(model, d.device, d.distributed, cfg.model.compile)
@@ -132,40 +131,37 @@ class Trainer:
             self.scaler.load_state_dict(ckpt["scaler"])
         if self.ema is not None and ckpt.get("ema"):
             self.ema.module.load_state_dict(ckpt["ema"])
-        self.start_epoch, self.epoch_step, self.step = ckpt["epoch"], ckpt["epoch_step"], ckpt["step"]
-        self.best = ckpt.get("best", self.best)
+        self.state = st = checkpoint.TrainState.from_checkpoint(ckpt)
         if ckpt.get("rng"):
             checkpoint.set_rng_state(ckpt["rng"])
-        self.metrics.truncate_after(self.start_epoch)
-        where = f"epoch {self.start_epoch + 1}" + (f", step {self.epoch_step}" if self.epoch_step else "")
-        self.log(f"resumed from {path}: continuing at {where} (global step {self.step})")
+        self.metrics.truncate_after(st.epoch)
+        where = f"epoch {st.epoch + 1}" + (f", step {st.epoch_step}" if st.epoch_step else "")
+        self.log(f"resumed from {path}: continuing at {where} (global step {st.step})")
 
     # ---- checkpoints ----------------------------------------------------------------------------------------
-    def _state(self, epoch: int, epoch_step: int, step: int) -> dict:
+    def _checkpoint(self) -> dict:
         return {
             "model": unwrap(self.model).state_dict(), "optimizer": self.optimizer.state_dict(),
             "scaler": self.scaler.state_dict() if self.scaler else None,
-            "ema": self.ema.module.state_dict() if self.ema else None,
-            "epoch": epoch, "epoch_step": epoch_step, "step": step, "best": dict(self.best),
+            "ema": self.ema.module.state_dict() if self.ema else None, **self.state.as_dict(),
             "config": to_dict(self.cfg), "derived": derived_dict(self.derived), "rng": checkpoint.rng_state(),
             "model_name": self.cfg.model.name, "format": "rsb-1",
         }
 
-    def save(self, epoch: int, epoch_step: int = 0, is_best: bool = False, step: int | None = None) -> None:
-        """Checkpoint after `epoch` full epochs plus `epoch_step` steps of the next (global step `step`)."""
-        step = self.step if step is None else step
+    def save(self, is_best: bool = False) -> None:
+        """Checkpoint the run where self.state says it is (an epoch's end when epoch_step is 0)."""
         if self.main and not all(torch.isfinite(p).all() for p in unwrap(self.model).parameters()):
-            raise NonFiniteLoss(step)  # never save non-finite weights
-        state = self._state(epoch, epoch_step, step) if self.main else {}
-        self.ckpts.save(state, epoch_end=epoch_step == 0, is_best=is_best)
+            raise NonFiniteLoss(self.state.step)  # never save non-finite weights
+        self.ckpts.save(self._checkpoint() if self.main else {}, epoch_end=self.state.epoch_step == 0,
+                        is_best=is_best)
 
     # ---- the loop -------------------------------------------------------------------------------------------
-    def _after_step(self, epoch: int, steps_done: int) -> bool:
-        """After each optimizer step: a periodic mid-epoch checkpoint when due; True when a signal asks to stop."""
-        in_epoch = self.epoch_step + steps_done
-        # the epoch's end has its own checkpoint
-        if in_epoch < self.derived.steps_per_epoch and self.ckpts.due(self.step + steps_done):
-            self.save(epoch, in_epoch, step=self.step + steps_done)
+    def _after_step(self, steps_done: int) -> bool:
+        """After each optimizer step: advance the state, a mid-epoch checkpoint when due (the epoch's end has its
+        own); True when a signal asks to stop."""
+        self.state.advance()
+        if self.state.epoch_step < self.derived.steps_per_epoch and self.ckpts.due(self.state.step):
+            self.save()
         return self.stop.agreed(self.dist)
 
     def run(self) -> dict:
@@ -182,7 +178,8 @@ class Trainer:
         self.log(f"repeated augmentation: {cfg.aug.repeated_aug} copies per image dealt over "
                  f"{der.sampler_lanes} sampler lanes ({d.world_size} process(es) x {der.accum_steps} micro-steps)")
         self.log(f"resolved configuration: {self.out / runfolder.RESOLVED}")
-        if self.start_epoch >= cfg.sched.epochs:
+        st = self.state
+        if st.epoch >= cfg.sched.epochs:
             self.log("this run has already finished; nothing to do (use another --output for a new run)")
             return self._summary(0.0)
         amp = self.precision.dtype
@@ -191,37 +188,35 @@ class Trainer:
         self.ckpts.restart_clock()
         self.stop.install()
         try:
-            for epoch in range(self.start_epoch, cfg.sched.epochs):
-                if self.epoch_step == 0:  # a mid-epoch resume keeps the RNG state saved with the checkpoint
+            for epoch in range(st.epoch, cfg.sched.epochs):
+                if st.epoch_step == 0:  # a mid-epoch resume keeps the RNG state saved with the checkpoint
                     _seed_everything(seed_for(cfg.train.seed, epoch, d.rank))
-                first = self.epoch_step * der.accum_steps * der.batch_per_device
+                first = st.epoch_step * der.accum_steps * der.batch_per_device
                 batches = self.train_loader.epoch(epoch, start_sample=first)
-                progress = Progress(self.main and not self.env.quiet, der.total_steps, self.step,
+                progress = Progress(self.main and not self.env.quiet, der.total_steps, st.step,
                                     cfg.run.log_every, epoch, cfg.sched.epochs)
                 try:
                     stats = train_one_epoch(
                         self.model, batches, self.prep_train, self.loss_fn, self.optimizer, self.schedule,
-                        device=d.device, first_step=self.step, steps=der.steps_per_epoch - self.epoch_step,
+                        device=d.device, first_step=st.step, steps=der.steps_per_epoch - st.epoch_step,
                         accum_steps=der.accum_steps, amp_dtype=amp, scaler=self.scaler, clip_grad=self.clip,
                         ema=self.ema, progress=progress, world_size=d.world_size,
                         skip_nonfinite=cfg.run.nonfinite == "skip",
-                        after_step=lambda done, epoch=epoch: self._after_step(epoch, done))
+                        after_step=self._after_step)
                 except NonFiniteLoss as e:
                     self.metrics.append({"epoch": epoch + 1, "train_loss": "nan", "nonfinite_steps": 1,
                                          "note": f"stopped: non-finite loss at step {e.step}"})
                     raise
                 progress.close()
-                self.step += stats.steps
                 seen_total += stats.steps * der.accum_steps * der.batch_per_device
                 skipped_total += stats.skipped_images
                 self._check_bad_images(skipped_total, seen_total)
-                done = self.epoch_step + stats.steps
-                if self.stop.signum is not None and done < der.steps_per_epoch:
-                    self.save(epoch, done)
-                    self.log(f"stopped at step {self.step} (epoch {epoch + 1}); checkpoint saved to "
+                if self.stop.signum is not None and st.epoch_step < der.steps_per_epoch:
+                    self.save()
+                    self.log(f"stopped at step {st.step} (epoch {epoch + 1}); checkpoint saved to "
                              f"{self.out / checkpoint.LAST}. Run the same command to resume.")
                     raise SystemExit(128 + self.stop.signum)
-                self.epoch_step = 0
+                st.end_epoch()
                 self._end_epoch(epoch, stats, amp)
                 if self.stop.signum is not None:  # signalled during the epoch's last step: it is complete
                     self.log(f"stopped after epoch {epoch + 1}; checkpoint saved to {self.out / checkpoint.LAST}. "
@@ -249,9 +244,9 @@ class Trainer:
                                    amp_dtype=amp)
         if val:
             self.last_val = val
-        is_best = bool(val) and val["top1"] > self.best["top1"]
+        is_best = bool(val) and val["top1"] > self.state.best["top1"]
         if is_best:
-            self.best = {"top1": val["top1"], "top5": val["top5"], "epoch": epoch + 1}
+            self.state.best = {"top1": val["top1"], "top5": val["top5"], "epoch": epoch + 1}
         row = {"epoch": epoch + 1, "train_loss": round(stats.loss, 5), "lr": stats.lr,
                "val_top1": round(val["top1"], 3) if val else "", "val_top5": round(val["top5"], 3) if val else "",
                "ema_top1": round(ema_val["top1"], 3) if ema_val else "",
@@ -259,7 +254,7 @@ class Trainer:
                "skipped_images": stats.skipped_images, "nonfinite_steps": stats.nonfinite_skipped,
                "precision": self.precision.name}  # training and its evaluation compute in this precision
         self.metrics.append(row)
-        self.save(epoch + 1, 0, is_best)
+        self.save(is_best)
         if self.main:
             plot_curves(self.metrics.rows(), self.out / runfolder.CURVES, f"{cfg.name}: {self.out.name}")
         acc = f" val top-1 {val['top1']:.2f} top-5 {val['top5']:.2f}" if val else ""
@@ -274,7 +269,7 @@ class Trainer:
             "final_epoch": int(final["epoch"]) if final else None,
             "final_val_top1": float(final["val_top1"]) if final.get("val_top1") else None,
             "final_val_top5": float(final["val_top5"]) if final.get("val_top5") else None,
-            "best_val_top1": self.best.get("top1"), "best_epoch": self.best.get("epoch"),
+            "best_val_top1": self.state.best.get("top1"), "best_epoch": self.state.best.get("epoch"),
             "val_images_scored": self.last_val.get("images"),
             "world_size": self.dist.world_size, "steps_per_epoch": self.derived.steps_per_epoch,
             "precision": self.derived.precision, "precision_reason": self.derived.precision_reason,
