@@ -252,6 +252,12 @@ def load_recipe(name_or_path: str) -> Config:
     return config_from_dict(data or {})
 
 
+def changed_recipe_values(old: dict, cfg: "Config") -> list[str]:
+    """Dotted keys whose recipe value in `cfg` differs from the config dict `old` (run policy may change)."""
+    return [f"{section}.{key}" for section, values in recipe_values(to_dict(cfg)).items() if isinstance(values, dict)
+            for key in values if old.get(section, {}).get(key) != values[key]]
+
+
 def sample_scale() -> dict:
     """The sample-scale overlay (recipes/sample_scale.yaml): {section: {key: value}}, applied over any recipe
     when no data is given."""

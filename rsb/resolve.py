@@ -98,6 +98,18 @@ def resolved_document(cfg: Config, derived: Derived, environment: dict | None = 
     return doc
 
 
+def startup_lines(cfg: Config, d: Derived, device_type: str, run_dir) -> list[str]:
+    """What a run prints before its first step: scale, the batch rule, precision and the sampler's lanes."""
+    from rsb import runfolder
+    return [f"run folder {run_dir}; {d.world_size} process(es) on {device_type}; {d.train_images} train images, "
+            f"{d.steps_per_epoch} steps/epoch, {cfg.sched.epochs} epochs",
+            f"batch rule: {d.batch_rule_applied}",
+            f"precision: {d.precision_reason}",
+            f"repeated augmentation: {cfg.aug.repeated_aug} copies per image dealt over {d.sampler_lanes} sampler "
+            f"lanes ({d.world_size} process(es) x {d.accum_steps} micro-steps)",
+            f"resolved configuration: {run_dir / runfolder.RESOLVED}"]
+
+
 def print_config(cfg: Config, sample: bool, device: str = "auto") -> str:
     """The resolved YAML for --print-config: no data is read (ImageNet-1k's train size is assumed)."""
     from rsb import distributed

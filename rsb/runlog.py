@@ -112,3 +112,31 @@ def plot_curves(rows: list[dict], path: Path, title: str) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=90)
     plt.close(fig)
+
+
+def epoch_row(epoch: int, stats, val: dict, ema_val: dict, precision: str) -> dict:
+    """One metrics.csv row: the epoch's training statistics (rsb.engine.EpochStats) and its evaluations, which
+    compute in the run's precision."""
+    return {"epoch": epoch, "train_loss": round(stats.loss, 5), "lr": stats.lr,
+            "val_top1": round(val["top1"], 3) if val else "", "val_top5": round(val["top5"], 3) if val else "",
+            "ema_top1": round(ema_val["top1"], 3) if ema_val else "",
+            "images_per_sec": round(stats.images_per_sec, 1), "epoch_seconds": round(stats.seconds, 1),
+            "skipped_images": stats.skipped_images, "nonfinite_steps": stats.nonfinite_skipped,
+            "precision": precision}
+
+
+def run_summary(cfg, derived, best: dict, rows: list[dict], last_val: dict, world_size: int, seconds: float,
+                run_dir: Path) -> dict:
+    """summary.json: the final and best scores from metrics.csv's rows, and how the run was computed."""
+    final = rows[-1] if rows else {}
+    return {
+        "recipe": cfg.name, "epochs": cfg.sched.epochs, "seed": cfg.train.seed,
+        "final_epoch": int(final["epoch"]) if final else None,
+        "final_val_top1": float(final["val_top1"]) if final.get("val_top1") else None,
+        "final_val_top5": float(final["val_top5"]) if final.get("val_top5") else None,
+        "best_val_top1": best.get("top1"), "best_epoch": best.get("epoch"),
+        "val_images_scored": last_val.get("images"),
+        "world_size": world_size, "steps_per_epoch": derived.steps_per_epoch,
+        "precision": derived.precision, "precision_reason": derived.precision_reason,
+        "train_seconds_this_session": round(seconds, 1), "run_dir": str(run_dir),
+    }

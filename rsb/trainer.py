@@ -11,7 +11,8 @@ import timm
 import torch
 
 from rsb import checkpoint, distributed, precision, runfolder
-from rsb.config import SAMPLE_SCALE_FILE, Config, describe_overlay, recipe_values, sample_scale, to_dict, to_yaml
+from rsb.config import (SAMPLE_SCALE_FILE, Config, changed_recipe_values, describe_overlay, sample_scale, to_dict,
+                        to_yaml)
 from rsb.data.batch import DeviceBatch
 from rsb.data.loader import TrainLoader, eval_loader, imagenet_splits
 from rsb.data.sample import ensure_sample_dataset
@@ -21,8 +22,9 @@ from rsb.errors import UserError
 from rsb.loss import create_loss
 from rsb.model import create_model, load_state_dict_checked, prepare_model, unwrap, wrap_for_training
 from rsb.optim import WarmupCosine, clips_gradients_itself, create_optimizer
-from rsb.resolve import derived_dict, resolve, resolved_document
-from rsb.runlog import MetricsLog, Progress, plot_curves
+from rsb.resolve import derived_dict, resolve, resolved_document, startup_lines
+from rsb.data.folder import check_bad_images
+from rsb.runlog import MetricsLog, Progress, epoch_row, plot_curves, run_summary
 
 
 @dataclass
@@ -121,9 +123,7 @@ class Trainer:
                 return
             path, ckpt = found
         load_state_dict_checked(self.model, ckpt["model"], f"checkpoint {path}")
-        old = ckpt.get("config", {})
-        changed = [f"{s}.{k}" for s, v in recipe_values(to_dict(self.cfg)).items() if isinstance(v, dict)
-                   for k in v if old.get(s, {}).get(k) != v[k]]  # run policy (rsb.config.RunConfig) may change
+        changed = changed_recipe_values(ckpt.get("config", {}), self.cfg)
         if changed:
             self.log(f"warning: resuming {path} with settings that differ from its run: {', '.join(changed)}")
         self.optimizer.load_state_dict(ckpt["optimizer"])
@@ -171,13 +171,8 @@ class Trainer:
             runfolder.remove_stale_temporaries(self.out)  # left by a write that was killed
             doc = resolved_document(cfg, der, self._environment())
             runfolder.write_text(self.out / runfolder.RESOLVED, to_yaml(doc))
-        self.log(f"run folder {self.out}; {d.world_size} process(es) on {d.device.type}; "
-                 f"{der.train_images} train images, {der.steps_per_epoch} steps/epoch, {cfg.sched.epochs} epochs")
-        self.log(f"batch rule: {der.batch_rule_applied}")
-        self.log(f"precision: {der.precision_reason}")
-        self.log(f"repeated augmentation: {cfg.aug.repeated_aug} copies per image dealt over "
-                 f"{der.sampler_lanes} sampler lanes ({d.world_size} process(es) x {der.accum_steps} micro-steps)")
-        self.log(f"resolved configuration: {self.out / runfolder.RESOLVED}")
+        for line in startup_lines(cfg, der, d.device.type, self.out):
+            self.log(line)
         st = self.state
         if st.epoch >= cfg.sched.epochs:
             self.log("this run has already finished; nothing to do (use another --output for a new run)")
@@ -210,7 +205,7 @@ class Trainer:
                 progress.close()
                 seen_total += stats.steps * der.accum_steps * der.batch_per_device
                 skipped_total += stats.skipped_images
-                self._check_bad_images(skipped_total, seen_total)
+                check_bad_images(skipped_total, seen_total, cfg.run.max_bad_image_fraction)
                 if self.stop.signum is not None and st.epoch_step < der.steps_per_epoch:
                     self.save()
                     self.log(f"stopped at step {st.step} (epoch {epoch + 1}); checkpoint saved to "
@@ -226,13 +221,6 @@ class Trainer:
             self.stop.restore()
         return self._summary(time.perf_counter() - started)
 
-    def _check_bad_images(self, skipped: int, seen: int) -> None:
-        limit = max(1, self.cfg.run.max_bad_image_fraction * seen)
-        if skipped > limit:
-            raise UserError(f"{skipped} of {seen} training samples were unreadable images (more than "
-                            f"run.max_bad_image_fraction={self.cfg.run.max_bad_image_fraction}); see the "
-                            f"warnings above for their paths and fix or remove them.")
-
     def _end_epoch(self, epoch: int, stats, amp) -> None:
         cfg = self.cfg
         last = epoch + 1 == cfg.sched.epochs
@@ -247,13 +235,7 @@ class Trainer:
         is_best = bool(val) and val["top1"] > self.state.best["top1"]
         if is_best:
             self.state.best = {"top1": val["top1"], "top5": val["top5"], "epoch": epoch + 1}
-        row = {"epoch": epoch + 1, "train_loss": round(stats.loss, 5), "lr": stats.lr,
-               "val_top1": round(val["top1"], 3) if val else "", "val_top5": round(val["top5"], 3) if val else "",
-               "ema_top1": round(ema_val["top1"], 3) if ema_val else "",
-               "images_per_sec": round(stats.images_per_sec, 1), "epoch_seconds": round(stats.seconds, 1),
-               "skipped_images": stats.skipped_images, "nonfinite_steps": stats.nonfinite_skipped,
-               "precision": self.precision.name}  # training and its evaluation compute in this precision
-        self.metrics.append(row)
+        self.metrics.append(epoch_row(epoch + 1, stats, val, ema_val, self.precision.name))
         self.save(is_best)
         if self.main:
             plot_curves(self.metrics.rows(), self.out / runfolder.CURVES, f"{cfg.name}: {self.out.name}")
@@ -262,19 +244,8 @@ class Trainer:
                  f"({stats.images_per_sec:.0f} img/s, {stats.seconds:.0f} s)")
 
     def _summary(self, seconds: float) -> dict:
-        rows = self.metrics.rows() if self.main else []
-        final = rows[-1] if rows else {}
-        summary = {
-            "recipe": self.cfg.name, "epochs": self.cfg.sched.epochs, "seed": self.cfg.train.seed,
-            "final_epoch": int(final["epoch"]) if final else None,
-            "final_val_top1": float(final["val_top1"]) if final.get("val_top1") else None,
-            "final_val_top5": float(final["val_top5"]) if final.get("val_top5") else None,
-            "best_val_top1": self.state.best.get("top1"), "best_epoch": self.state.best.get("epoch"),
-            "val_images_scored": self.last_val.get("images"),
-            "world_size": self.dist.world_size, "steps_per_epoch": self.derived.steps_per_epoch,
-            "precision": self.derived.precision, "precision_reason": self.derived.precision_reason,
-            "train_seconds_this_session": round(seconds, 1), "run_dir": str(self.out),
-        }
+        summary = run_summary(self.cfg, self.derived, self.state.best, self.metrics.rows() if self.main else [],
+                              self.last_val, self.dist.world_size, seconds, self.out)
         if self.main:
             runfolder.write_json(self.out / runfolder.SUMMARY, summary)
         return summary

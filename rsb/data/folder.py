@@ -28,6 +28,15 @@ def _cache_dir() -> Path:
     return runfolder.cache_root() / "index"
 
 
+def check_bad_images(skipped: int, seen: int, max_fraction: float) -> None:
+    """Stop a run whose unreadable images exceed `max_fraction` of the samples seen (each was reported, by path,
+    when it was replaced by the next image)."""
+    if skipped > max(1, max_fraction * seen):
+        raise UserError(f"{skipped} of {seen} training samples were unreadable images (more than "
+                        f"run.max_bad_image_fraction={max_fraction}); see the warnings above for their paths and "
+                        f"fix or remove them.")
+
+
 def scan_folder(root: Path) -> tuple[list[str], list[str], list[int]]:
     """Classes (sorted folder names), relative file paths and labels of an ImageNet-layout folder."""
     classes = sorted(e.name for e in os.scandir(root) if e.is_dir() and not e.name.startswith("."))
