@@ -57,8 +57,8 @@ def _run_both(name, args, img, resample):
 
 @pytest.fixture(params=["compiled", "torch"])
 def compiled_or_torch(request, monkeypatch):
-    """Shear, Translate and the enhance ops run rsb/data/_augment.c when it was built, else torch; both are
-    checked."""
+    """Shear, Translate and Sharpness run rsb/data/_augment.c when it was built, else torch; both are checked
+    (the other ops have one implementation, the same under both params)."""
     if request.param == "torch":
         monkeypatch.setattr(tensor_ops, "_compiled", None)
     elif tensor_ops._compiled is None:
@@ -113,7 +113,7 @@ def test_compiled_rejects_inconsistent_arguments():
     with pytest.raises(ValueError):
         tensor_ops._compiled.shift_lines(bytes(10), 3, 2, 2, 2, np.zeros(2).tobytes(), 1, FILL)
     with pytest.raises(ValueError):
-        tensor_ops._compiled.blend(bytes(12), 3, 2, 2, 7, 1.5)
+        tensor_ops._compiled.sharpness(bytes(11), 3, 2, 2, 1.5)
 
 
 def test_every_randaugment_op_name_has_a_tensor_op():

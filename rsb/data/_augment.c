@@ -1,9 +1,12 @@
-/* RandAugment's costliest image functions in one pass each: Pillow's arithmetic, as rsb.data.tensor_ops has it.
+/* The two RandAugment ops where one C pass clearly beats both torch and Pillow: Pillow's arithmetic, as
+ * rsb.data.tensor_ops has it.
  *
- * Why: rsb.data.tensor_ops does the same with torch, but as 5 to 12 full-image tensor passes per op (gather,
- * convert, each term, clip); here each output pixel is read and written once, 3-10x less time per op on one
- * core. The arithmetic is the torch path's (Pillow's formulas in single precision), and tests/test_tensor_ops.py
- * checks both paths against timm's Pillow ops.
+ * Why these two only: rsb.data.tensor_ops's torch versions of Shear/Translate and Sharpness take 5 to 12
+ * full-image tensor passes per op (gather, convert, each term, clip); here each output pixel is read and written
+ * once: Shear and Translate 7-10x Pillow's time, Sharpness ~4x (benchmarks/RESULTS_speed.md). The other ops
+ * (table ops, Color, Contrast, Brightness) had C passes too, but they gained 0.7-1.4x Pillow, not enough to be
+ * worth a second implementation; they now have one, in torch. The arithmetic here is the torch fallback's
+ * (Pillow's formulas in single precision), and tests/test_tensor_ops.py checks both against timm's Pillow ops.
  *
  * shift_lines(src, channels, height, width, axis, shifts, bicubic, fill) -> bytearray
  *   src: planar uint8 (channels x height x width), contiguous. axis 2: each row y is sampled at positions
@@ -11,14 +14,9 @@
  *   outside [0, length) gives fill[c]; taps beyond the edges repeat the edge pixel (Pillow's clamping).
  *   bicubic: 1 for Pillow's BICUBIC (a = -1), 0 for BILINEAR.
  *
- * histograms(src, channels) -> bytes: channels x 256 int64 counts, one histogram per plane.
- * apply_luts(src, channels, luts) -> bytearray: out[c][k] = luts[c * 256 + src[c][k]] (luts: channels x 256 bytes).
- *
- * blend(src, channels, height, width, kind, factor) -> bytearray
- *   Pillow's ImageEnhance: Image.blend(degenerate, img, factor) = (UINT8)(deg + factor * (img - deg)) in single
- *   precision, clipped. kind 0 Brightness (deg 0), 1 Contrast (deg = the mean of Pillow's luminance, rounded),
- *   2 Color (deg = Pillow's luminance per pixel), 3 Sharpness (deg = Pillow's SMOOTH filter, border unfiltered).
- *   Contrast and Color need channels == 3 (the luminance); Brightness and Sharpness work per plane.
+ * sharpness(src, channels, height, width, factor) -> bytearray
+ *   Pillow's ImageEnhance.Sharpness: Image.blend(smooth, img, factor) = (UINT8)(deg + factor * (img - deg)) in
+ *   single precision, clipped, with deg = Pillow's SMOOTH filter (border rows and columns unfiltered), per plane.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -92,68 +90,48 @@ static void transpose(const unsigned char *in, unsigned char *out, int rows, int
                     out[(size_t)c * rows + r] = in[(size_t)r * cols + c];
 }
 
-/* Pillow's RGB -> L: (R*19595 + G*38470 + B*7471 + 0x8000) >> 16 */
-static inline int luminance(const unsigned char *r, const unsigned char *g, const unsigned char *b, size_t k) {
-    return (r[k] * 19595 + g[k] * 38470 + b[k] * 7471 + 0x8000) >> 16;
-}
-
 static inline unsigned char blend1(float deg, unsigned char v, float f) {
     return to_u8(((float)v - deg) * f + deg);
 }
 
-/* The work of blend(), on plain arguments: no pointer here may alias them, so the loops vectorise. */
-static void blend_into(const unsigned char *restrict in, unsigned char *restrict dst, int channels, int height,
-                       int width, int kind, float f) {
+/* The work of sharpness(), on plain arguments: no pointer here may alias them, so the loops vectorise. */
+static void sharpness_into(const unsigned char *restrict in, unsigned char *restrict dst, int channels, int height,
+                           int width, float f) {
     size_t plane = (size_t)height * width;
-    if (kind == 0) {
-        for (size_t k = 0; k < plane * channels; k++) dst[k] = blend1(0.0f, in[k], f);
-    } else if (kind == 1) {
-        long long sum = 0;
-        for (size_t k = 0; k < plane; k++) sum += luminance(in, in + plane, in + 2 * plane, k);
-        float mean = (float)(int)((double)sum / (double)plane + 0.5); /* Pillow: int(ImageStat mean + 0.5) */
-        for (size_t k = 0; k < plane * channels; k++) dst[k] = blend1(mean, in[k], f);
-    } else if (kind == 2) {
-        for (size_t k = 0; k < plane; k++) {
-            float deg = (float)luminance(in, in + plane, in + 2 * plane, k);
-            for (int c = 0; c < 3; c++) dst[c * plane + k] = blend1(deg, in[c * plane + k], f);
-        }
-    } else {
-        for (int c = 0; c < channels; c++) {
-            const unsigned char *p = in + c * plane;
-            unsigned char *q = dst + c * plane;
-            for (int y = 0; y < height; y++) {
-                size_t row = (size_t)y * width;
-                if (y == 0 || y == height - 1 || width < 3) { /* border rows stay unfiltered, as in Pillow */
-                    for (int x = 0; x < width; x++) q[row + x] = blend1((float)p[row + x], p[row + x], f);
-                    continue;
-                }
-                const unsigned char *a = p + row - width, *m = p + row, *b = p + row + width;
-                q[row] = blend1((float)m[0], m[0], f);
-                q[row + width - 1] = blend1((float)m[width - 1], m[width - 1], f);
-                for (int x = 1; x < width - 1; x++) {
-                    int ring = a[x - 1] + a[x] + a[x + 1] + m[x - 1] + m[x + 1] + b[x - 1] + b[x] + b[x + 1];
-                    /* SMOOTH: (ring + 5 centre) / 13, rounded; the sum is an exact integer and its thirteenths
-                     * never fall near .5, so this order rounds as Pillow's does. */
-                    float deg = (float)(int)((float)(ring + 5 * m[x]) * (1.0f / 13.0f) + 0.5f);
-                    q[row + x] = blend1(deg, m[x], f);
-                }
+    for (int c = 0; c < channels; c++) {
+        const unsigned char *p = in + c * plane;
+        unsigned char *q = dst + c * plane;
+        for (int y = 0; y < height; y++) {
+            size_t row = (size_t)y * width;
+            if (y == 0 || y == height - 1 || width < 3) { /* border rows stay unfiltered, as in Pillow */
+                for (int x = 0; x < width; x++) q[row + x] = blend1((float)p[row + x], p[row + x], f);
+                continue;
+            }
+            const unsigned char *a = p + row - width, *m = p + row, *b = p + row + width;
+            q[row] = blend1((float)m[0], m[0], f);
+            q[row + width - 1] = blend1((float)m[width - 1], m[width - 1], f);
+            for (int x = 1; x < width - 1; x++) {
+                int ring = a[x - 1] + a[x] + a[x + 1] + m[x - 1] + m[x + 1] + b[x - 1] + b[x] + b[x + 1];
+                /* SMOOTH: (ring + 5 centre) / 13, rounded; the sum is an exact integer and its thirteenths
+                 * never fall near .5, so this order rounds as Pillow's does. */
+                float deg = (float)(int)((float)(ring + 5 * m[x]) * (1.0f / 13.0f) + 0.5f);
+                q[row + x] = blend1(deg, m[x], f);
             }
         }
     }
 }
 
-static PyObject *blend(PyObject *self, PyObject *args) {
+static PyObject *sharpness(PyObject *self, PyObject *args) {
     Py_buffer src;
-    int channels, height, width, kind;
+    int channels, height, width;
     double factor;
-    if (!PyArg_ParseTuple(args, "y*iiiid", &src, &channels, &height, &width, &kind, &factor)) {
+    if (!PyArg_ParseTuple(args, "y*iiid", &src, &channels, &height, &width, &factor)) {
         return NULL;
     }
     size_t plane = (size_t)height * width;
     PyObject *out = NULL;
-    if (kind < 0 || kind > 3 || channels < 1 || height < 1 || width < 1 || src.len != (Py_ssize_t)(plane * channels) ||
-        ((kind == 1 || kind == 2) && channels != 3)) {
-        PyErr_SetString(PyExc_ValueError, "blend: arguments do not describe a planar image and an enhance kind");
+    if (channels < 1 || height < 1 || width < 1 || src.len != (Py_ssize_t)(plane * channels)) {
+        PyErr_SetString(PyExc_ValueError, "sharpness: arguments do not describe a planar image");
         PyBuffer_Release(&src);
         return NULL;
     }
@@ -165,7 +143,7 @@ static PyObject *blend(PyObject *self, PyObject *args) {
     const unsigned char *in = (const unsigned char *)src.buf;
     unsigned char *dst = (unsigned char *)PyByteArray_AS_STRING(out);
     Py_BEGIN_ALLOW_THREADS
-    blend_into(in, dst, channels, height, width, kind, (float)factor);
+    sharpness_into(in, dst, channels, height, width, (float)factor);
     Py_END_ALLOW_THREADS
     PyBuffer_Release(&src);
     return out;
@@ -235,67 +213,10 @@ done:
     return out;
 }
 
-static PyObject *histograms(PyObject *self, PyObject *args) {
-    Py_buffer src;
-    int channels;
-    if (!PyArg_ParseTuple(args, "y*i", &src, &channels)) {
-        return NULL;
-    }
-    if (channels < 1 || src.len % channels != 0) {
-        PyBuffer_Release(&src);
-        PyErr_SetString(PyExc_ValueError, "histograms: the buffer does not hold whole planes");
-        return NULL;
-    }
-    PyObject *out = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)channels * 256 * sizeof(long long));
-    if (out != NULL) {
-        long long *h = (long long *)PyBytes_AS_STRING(out);
-        const unsigned char *in = (const unsigned char *)src.buf;
-        size_t plane = (size_t)src.len / channels;
-        memset(h, 0, (size_t)channels * 256 * sizeof(long long));
-        Py_BEGIN_ALLOW_THREADS
-        for (int c = 0; c < channels; c++) {
-            const unsigned char *p = in + c * plane;
-            long long *hc = h + c * 256;
-            for (size_t k = 0; k < plane; k++) hc[p[k]]++;
-        }
-        Py_END_ALLOW_THREADS
-    }
-    PyBuffer_Release(&src);
-    return out;
-}
-
-static PyObject *apply_luts(PyObject *self, PyObject *args) {
-    Py_buffer src, luts;
-    int channels;
-    if (!PyArg_ParseTuple(args, "y*iy*", &src, &channels, &luts)) {
-        return NULL;
-    }
-    PyObject *out = NULL;
-    if (channels < 1 || src.len % channels != 0 || luts.len != (Py_ssize_t)channels * 256) {
-        PyErr_SetString(PyExc_ValueError, "apply_luts: need whole planes and one 256-byte table per plane");
-    } else if ((out = PyByteArray_FromStringAndSize(NULL, src.len)) != NULL) {
-        const unsigned char *in = (const unsigned char *)src.buf, *t = (const unsigned char *)luts.buf;
-        unsigned char *dst = (unsigned char *)PyByteArray_AS_STRING(out);
-        size_t plane = (size_t)src.len / channels;
-        Py_BEGIN_ALLOW_THREADS
-        for (int c = 0; c < channels; c++) {
-            const unsigned char *p = in + c * plane, *tc = t + c * 256;
-            unsigned char *q = dst + c * plane;
-            for (size_t k = 0; k < plane; k++) q[k] = tc[p[k]];
-        }
-        Py_END_ALLOW_THREADS
-    }
-    PyBuffer_Release(&src);
-    PyBuffer_Release(&luts);
-    return out;
-}
-
 static PyMethodDef methods[] = {
     {"shift_lines", shift_lines, METH_VARARGS,
      "shift_lines(src, channels, height, width, axis, shifts, bicubic, fill) -> bytearray"},
-    {"blend", blend, METH_VARARGS, "blend(src, channels, height, width, kind, factor) -> bytearray"},
-    {"histograms", histograms, METH_VARARGS, "histograms(src, channels) -> bytes (channels x 256 int64)"},
-    {"apply_luts", apply_luts, METH_VARARGS, "apply_luts(src, channels, luts) -> bytearray"},
+    {"sharpness", sharpness, METH_VARARGS, "sharpness(src, channels, height, width, factor) -> bytearray"},
     {NULL, NULL, 0, NULL},
 };
 

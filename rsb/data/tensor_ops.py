@@ -11,9 +11,15 @@ Translate (Pillow's formulas evaluated here in single precision, by Pillow in do
 apart where the exact value sits on an integer, on a few percent of pixels at most.
 
 Images are contiguous uint8 tensors of shape (C, H, W) with C = 3 (planar, so every per-row or per-plane
-operation runs along the contiguous last axis); each op returns a new tensor. Where rsb/data/_augment.c was built,
-Shear, Translate, the enhance ops and the table ops run there in one pass each (the same arithmetic); the torch
-code below is then the fallback, and the tests run both.
+operation runs along the contiguous last axis); each op returns a new tensor.
+
+Each op has one implementation, whichever was fastest (benchmarks/RESULTS_speed.md, the RandAugment table):
+rsb/data/_augment.c for Shear and Translate (shift_lines, 7-10x Pillow) and Sharpness (sharpness, ~4x Pillow),
+where one C pass replaces 5 to 12 full-image tensor passes; the torch/numpy code here for every other op (the
+table ops, Posterize, Invert and the Color, Contrast and Brightness blends: a few passes each; C passes for them
+ran at 0.7-1.4x Pillow's speed, not worth a second implementation, and this code beats running timm's Pillow op
+through _via_pillow, whose conversion alone is ~0.17 ms); Pillow itself for Rotate. The torch code of _shift
+and of Sharpness is the fallback where the C extension cannot be built; the tests run both.
 """
 from __future__ import annotations
 
@@ -21,7 +27,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-try:  # one-pass C versions of _shift, the enhance blends and the table ops (rsb/data/_augment.c); optional
+try:  # one-pass C versions of _shift and of Sharpness (rsb/data/_augment.c); optional
     from rsb.data import _augment as _compiled
 except ImportError:
     _compiled = None
@@ -45,9 +51,6 @@ def _via_pillow(img: torch.Tensor, fn) -> torch.Tensor:
 
 def _apply_luts(img: torch.Tensor, luts: np.ndarray) -> torch.Tensor:
     """luts: (C, 256) uint8, one table per plane."""
-    if _compiled is not None:
-        return _from_bytes(_compiled.apply_luts(img.numpy(), img.shape[0],
-                                                np.ascontiguousarray(luts, dtype=np.uint8)), img.shape)
     a = img.numpy()
     return torch.from_numpy(np.stack([np.take(luts[c], a[c]) for c in range(a.shape[0])]))
 
@@ -57,10 +60,8 @@ def _same_lut(lut: np.ndarray, channels: int) -> np.ndarray:
 
 
 def _histograms(img: torch.Tensor) -> np.ndarray:
-    if _compiled is not None:
-        counts = _compiled.histograms(img.numpy(), img.shape[0])
-        return np.frombuffer(counts, dtype=np.int64).reshape(img.shape[0], 256)
-    return np.stack([np.bincount(plane.ravel(), minlength=256) for plane in img.numpy()])
+    # torch.bincount counts uint8 directly (numpy's converts to intp first: ~2.5x slower here)
+    return torch.stack([torch.bincount(plane.view(-1), minlength=256) for plane in img]).numpy()
 
 
 def auto_contrast(img, **_):
@@ -127,35 +128,22 @@ def _luminance(img: torch.Tensor) -> torch.Tensor:
     return f[0].mul(19595).add_(f[1], alpha=38470).add_(f[2], alpha=7471).add_(0x8000).div_(65536).floor_()
 
 
-_ENHANCE_KINDS = {"brightness": 0, "contrast": 1, "color": 2, "sharpness": 3}  # rsb/data/_augment.c's blend
-
-
-def _compiled_enhance(img: torch.Tensor, kind: str, factor: float) -> torch.Tensor | None:
-    if _compiled is None or (kind in ("contrast", "color") and img.shape[0] != 3):
-        return None
-    return _from_bytes(_compiled.blend(img.numpy(), *img.shape, _ENHANCE_KINDS[kind], float(factor)), img.shape)
-
-
 def color(img, factor, **_):
-    fast = _compiled_enhance(img, "color", factor)
-    return fast if fast is not None else _blend(_luminance(img), img, factor)
+    return _blend(_luminance(img), img, factor)
 
 
 def contrast(img, factor, **_):
-    fast = _compiled_enhance(img, "contrast", factor)
-    return fast if fast is not None else \
-        _blend(float(int(_luminance(img).double().mean().item() + 0.5)), img, factor)
+    return _blend(float(int(_luminance(img).double().mean().item() + 0.5)), img, factor)
 
 
 def brightness(img, factor, **_):
-    fast = _compiled_enhance(img, "brightness", factor)
-    return fast if fast is not None else _blend(0.0, img, factor)
+    # _blend with degenerate 0: (v - 0) * f + 0 is v * f exactly
+    return img.float().mul_(np.float32(factor)).clamp_(0, 255).to(torch.uint8)
 
 
 def sharpness(img, factor, **_):
-    fast = _compiled_enhance(img, "sharpness", factor)
-    if fast is not None:
-        return fast
+    if _compiled is not None:
+        return _from_bytes(_compiled.sharpness(img.numpy(), *img.shape, float(factor)), img.shape)
     # Pillow's SMOOTH filter: 3x3 kernel [1 1 1; 1 5 1; 1 1 1] / 13, +0.5 then truncate; the outermost rows and
     # columns are copied unfiltered.
     f = img.float()
