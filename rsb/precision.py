@@ -21,7 +21,7 @@ class Precision:
 
     @property
     def name(self) -> str:
-        return str(self.dtype).removeprefix("torch.") if self.dtype is not None else "float32"
+        return _name(self.dtype) if self.dtype is not None else "float32"
 
     @property
     def needs_scaler(self) -> bool:

@@ -16,14 +16,12 @@ import numpy as np
 import torch
 
 from rsb import distributed
+from rsb import model as model_prep
 from rsb.data.batch import DeviceBatch
 from rsb.data.loader import eval_loader
 from rsb.engine import hit_counts, predict_top5
-from rsb import model as model_prep
 from rsb.errors import UserError
 from rsb.evaluation.real_labels import real_hits
-
-AMP_DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
 class EvalProgress:
