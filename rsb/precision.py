@@ -84,13 +84,9 @@ def choose(amp: bool, amp_dtype: str, device: torch.device, fallback: str = "flo
 
 
 def for_config(train, device: torch.device | str) -> Precision:
-    """The precision of a run with TrainConfig `train` on `device` (or a --device name: auto, cpu, cuda:N),
-    without starting a process group."""
+    """The precision of a run with TrainConfig `train` on `device`, or on the device a --device name (auto,
+    cpu, cuda, cuda:N) picks, as rsb.distributed.pick_device picks it, without starting a process group."""
     if isinstance(device, str):
-        if device == "auto":
-            device = "cuda" if torch.cuda.is_available() else "cpu"
-        if device.startswith("cuda") and torch.cuda.is_available():
-            device = torch.device("cuda", int(device.split(":")[1]) if ":" in device else 0)
-        else:
-            device = torch.device("cpu")
+        from rsb.distributed import pick_device
+        device = pick_device(device, 0)
     return choose(train.amp, train.amp_dtype, device, train.amp_fallback)
