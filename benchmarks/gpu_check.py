@@ -371,63 +371,12 @@ def jpegs_ready(ctx: Ctx) -> None:
         raise RuntimeError("no JPEGs: the jpegs part did not finish")
 
 
-# ---- the two training loops on any device (benchmarks/train_step.py's, moved off the CPU) --------------------------
+# ---- the two training loops on any device (benchmarks/train_step.py's) -----------------------------------------
 
 def loops():
-    """rsb's loop and the timm reference of benchmarks/train_step.py, taking a device."""
-    import torch
-
+    """rsb's loop and the timm reference of benchmarks/train_step.py (both take a device)."""
     import train_step
-
-    class Ours(train_step.Ours):
-        def __init__(self, model, total_steps, amp, device):
-            super().__init__(model, total_steps, amp)
-            from rsb.config import AugConfig
-            from rsb.data.batch import DeviceBatch
-            self.device = device  # as rsb.trainer wires it: DeviceBatch on the device, channels_last
-            self.prep = DeviceBatch(device, True, AugConfig(mixup_alpha=train_step.MIXUP,
-                                                            cutmix_alpha=train_step.CUTMIX), train_step.NUM_CLASSES)
-
-        def run(self, batches, steps=None) -> float:
-            from rsb.engine import train_one_epoch
-            stats = train_one_epoch(self.model, iter(batches), self.prep, self.loss, self.opt, self.sched,
-                                    device=self.device, first_step=self.step,
-                                    steps=steps if steps is not None else len(batches), amp_dtype=self.amp,
-                                    clip_grad=None)  # Lamb clips itself, as rsb.trainer sets it
-            self.step += stats.steps
-            return stats.loss
-
-    class Reference(train_step.Reference):
-        def __init__(self, model, total_steps, amp, device):
-            super().__init__(model, total_steps, amp)
-            self.device = device
-            self.mean, self.std = self.mean.to(device), self.std.to(device)
-
-        def run(self, batches, normalized: bool = False) -> float:
-            """timm's train.py loop; `normalized`: batches come from timm's PrefetchLoader (float, on the device)."""
-            self.model.train()
-            last = None
-            for images, labels, *_ in batches:
-                if normalized:
-                    x = images
-                else:  # the prefetcher's work: to the device, float, normalise
-                    images = images.to(self.device, non_blocking=True)
-                    labels = labels.to(self.device, non_blocking=True)
-                    x = images.float().sub_(self.mean).div_(self.std)
-                x, y = self.mixup(x, labels)
-                x = x.contiguous(memory_format=torch.channels_last)
-                with torch.autocast(self.device.type, dtype=self.amp or torch.bfloat16, enabled=self.amp is not None):
-                    out = self.model(x)
-                loss = self.loss(out, y)
-                loss.backward()
-                self.opt.step()
-                self.opt.zero_grad(set_to_none=True)
-                self.updates += 1
-                self.sched.step_update(num_updates=self.updates)
-                last = loss
-            return float(last.detach()) if last is not None else float("nan")
-
-    return Ours, Reference
+    return train_step.Ours, train_step.Reference
 
 
 def new_model(ctx: Ctx):

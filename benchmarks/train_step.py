@@ -49,23 +49,24 @@ def make_batches(n: int, batch: int, size: int, seed: int = 0):
 class Ours:
     name = "rsb"
 
-    def __init__(self, model, total_steps: int, amp):
+    def __init__(self, model, total_steps: int, amp, device=torch.device("cpu")):
         from rsb.config import AugConfig, OptimConfig, SchedConfig
         from rsb.data.batch import DeviceBatch
         from rsb.loss import ThresholdedBCE
         from rsb.optim import WarmupCosine, create_optimizer
         self.model, self.amp, self.step = model, amp, 0
-        self.device = torch.device("cpu")
+        self.device = device  # as rsb.trainer wires it: DeviceBatch on the device, channels_last
         aug = AugConfig(mixup_alpha=MIXUP, cutmix_alpha=CUTMIX)
         self.prep = DeviceBatch(self.device, True, aug, NUM_CLASSES)
         self.loss = ThresholdedBCE(NUM_CLASSES, 0.2)
         self.opt = create_optimizer(model, OptimConfig(lr=LR, weight_decay=WD), LR)
         self.sched = WarmupCosine(SchedConfig(), LR, total_steps, max(1, total_steps // 10))
 
-    def run(self, batches) -> float:
+    def run(self, batches, steps=None) -> float:
         from rsb.engine import train_one_epoch
         stats = train_one_epoch(self.model, iter(batches), self.prep, self.loss, self.opt, self.sched,
-                                device=self.device, first_step=self.step, steps=len(batches), amp_dtype=self.amp,
+                                device=self.device, first_step=self.step,
+                                steps=steps if steps is not None else len(batches), amp_dtype=self.amp,
                                 clip_grad=None)  # Lamb clips itself, as rsb.trainer sets it
         self.step += stats.steps
         return stats.loss
@@ -74,14 +75,14 @@ class Ours:
 class Reference:
     name = "timm"
 
-    def __init__(self, model, total_steps: int, amp):
+    def __init__(self, model, total_steps: int, amp, device=torch.device("cpu")):
         from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD, Mixup
         from timm.loss import BinaryCrossEntropy
         from timm.optim import create_optimizer_v2
         from timm.scheduler import CosineLRScheduler
-        self.model, self.amp, self.updates = model, amp, 0
-        self.mean = torch.tensor([255 * m for m in IMAGENET_DEFAULT_MEAN]).view(1, 3, 1, 1)
-        self.std = torch.tensor([255 * s for s in IMAGENET_DEFAULT_STD]).view(1, 3, 1, 1)
+        self.model, self.amp, self.updates, self.device = model, amp, 0, device
+        self.mean = torch.tensor([255 * m for m in IMAGENET_DEFAULT_MEAN], device=device).view(1, 3, 1, 1)
+        self.std = torch.tensor([255 * s for s in IMAGENET_DEFAULT_STD], device=device).view(1, 3, 1, 1)
         self.mixup = Mixup(mixup_alpha=MIXUP, cutmix_alpha=CUTMIX, prob=1.0, switch_prob=0.5, mode="batch",
                            label_smoothing=0.0, num_classes=NUM_CLASSES)
         self.loss = BinaryCrossEntropy(smoothing=0.0, target_threshold=0.2)
@@ -89,14 +90,20 @@ class Reference:
         self.sched = CosineLRScheduler(self.opt, t_initial=total_steps, lr_min=1e-6, warmup_t=max(1, total_steps // 10),
                                        warmup_lr_init=1e-6, t_in_epochs=False)
 
-    def run(self, batches) -> float:
+    def run(self, batches, normalized: bool = False) -> float:
+        """timm's train.py loop; `normalized`: batches come from timm's PrefetchLoader (float, on the device)."""
         self.model.train()
         last = None
-        for images, labels, _ in batches:
-            x = images.float().sub_(self.mean).div_(self.std)  # timm's PrefetchLoader
+        for images, labels, *_ in batches:
+            if normalized:
+                x = images
+            else:  # timm's PrefetchLoader's work: to the device, float, normalise
+                images = images.to(self.device, non_blocking=True)
+                labels = labels.to(self.device, non_blocking=True)
+                x = images.float().sub_(self.mean).div_(self.std)
             x, y = self.mixup(x, labels)
             x = x.contiguous(memory_format=torch.channels_last)
-            with torch.autocast("cpu", dtype=self.amp or torch.bfloat16, enabled=self.amp is not None):
+            with torch.autocast(self.device.type, dtype=self.amp or torch.bfloat16, enabled=self.amp is not None):
                 out = self.model(x)
             loss = self.loss(out, y)
             loss.backward()
@@ -105,7 +112,7 @@ class Reference:
             self.updates += 1
             self.sched.step_update(num_updates=self.updates)
             last = loss
-        return float(last.detach())
+        return float(last.detach()) if last is not None else float("nan")
 
 
 def main(argv=None) -> int:
