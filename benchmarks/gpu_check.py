@@ -555,6 +555,20 @@ def loader_pair(ctx: Ctx, recipe: str) -> dict:
     ours, ref = Ours(model, 10 ** 6, amp, ctx.device), Reference(model, 10 ** 6, amp, ctx.device)
     results = {}
 
+    def timed(start_epoch, train):
+        """(images/s, fraction of time waiting for data, start-up s): `warm` steps from the start of an epoch,
+        then `measured` steps timed; `train(batches, n)` runs n steps."""
+        meter = WaitMeter(ctx.cuda)
+        t = time.perf_counter()
+        it = start_epoch()
+        train(meter.batches(it, warm), warm)
+        ctx.sync()
+        start = time.perf_counter() - t
+        meter.start()
+        train(meter.batches(it, measured), measured)
+        wall, wait = meter.stop()
+        return measured * s.batch / wall, wait, start
+
     def rsb_side():
         cfg = load_recipe(recipe)
         cfg.train.batch_per_device = s.batch
@@ -562,35 +576,16 @@ def loader_pair(ctx: Ctx, recipe: str) -> dict:
         recipe_aug = (cfg.aug.repeated_aug, cfg.aug.rand_augment)
         assert recipe_aug == (repeats, ra), recipe_aug  # timm's side is given the same RandAugment
         loader = TrainLoader(cfg, ImageFolderIndex(root, use_cache=False), 0, 1, workers, pin_memory=ctx.cuda)
-        meter = WaitMeter(ctx.cuda)
-        t = time.perf_counter()
-        it = loader.epoch(0)
-        ours.run(meter.batches(it, warm), steps=warm)
-        ctx.sync()
-        start = time.perf_counter() - t
-        meter.start()
-        ours.run(meter.batches(it, measured), steps=measured)
-        wall, wait = meter.stop()
+        results["rsb"] = timed(lambda: loader.epoch(0), lambda b, n: ours.run(b, steps=n))
         stop_workers(loader.loader)
-        results["rsb"] = (measured * s.batch / wall, wait, start)
 
     def timm_side():
         loader = create_loader(ImageDataset(str(root)), input_size=(3, size, size), batch_size=s.batch,
                                is_training=True, scale=(0.08, 1.0), ratio=(3 / 4, 4 / 3), hflip=0.5,
                                color_jitter=0.0, auto_augment=ra, interpolation="bicubic", re_prob=0.0,
                                num_workers=workers, pin_memory=ctx.cuda, use_prefetcher=True, device=ctx.device)
-        meter = WaitMeter(ctx.cuda)
-        t = time.perf_counter()
-        it = iter(loader)
-        ref.run(meter.batches(it, warm), normalized=True)
-        ctx.sync()
-        start = time.perf_counter() - t
-        meter.start()
-        ref.run(meter.batches(it, measured), normalized=True)
-        wall, wait = meter.stop()
-        del it
+        results["timm"] = timed(lambda: iter(loader), lambda b, n: ref.run(b, normalized=True))
         stop_workers(getattr(loader, "loader", loader))
-        results["timm"] = (measured * s.batch / wall, wait, start)
 
     for side in ((rsb_side, timm_side) if recipe == "a2" else (timm_side, rsb_side)):
         side()
