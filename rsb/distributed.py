@@ -164,6 +164,13 @@ class StopFlag:
         for s, h in self._old.items():
             signal.signal(s, h)
 
+    def __enter__(self) -> "StopFlag":
+        self.install()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.restore()
+
     def agreed(self, env: DistEnv) -> bool:
         """Whether to stop now. Under DDP every process must stop at the same step, so they agree through an
         all-reduce; every 10 calls only, because reading its result waits for the device."""

@@ -46,10 +46,13 @@ class Progress:
 
 
 class MetricsLog:
-    def __init__(self, run_dir: Path, enabled: bool):
+    """metrics.csv (rewritten atomically per row), TensorBoard scalars, and curves.png redrawn from the rows when
+    `curves_title` is given."""
+
+    def __init__(self, run_dir: Path, enabled: bool, curves_title: str | None = None):
         self.run_dir = Path(run_dir)
         self.path = self.run_dir / runfolder.METRICS
-        self.enabled = enabled
+        self.enabled, self.curves_title = enabled, curves_title
         self.tb = None
         if enabled:
             try:
@@ -78,6 +81,8 @@ class MetricsLog:
         if not self.enabled:
             return
         self._write(self.rows() + [{k: row.get(k, "") for k in METRIC_FIELDS}])
+        if self.curves_title is not None and row.get("train_loss") != "nan":
+            plot_curves(self.rows(), self.run_dir / runfolder.CURVES, self.curves_title)
         if self.tb is not None:
             for k, v in row.items():
                 if k != "epoch" and isinstance(v, (int, float)):

@@ -309,13 +309,13 @@ def test_float16_grad_scaler_path_runs(data, tmp_path, monkeypatch):
     trainer = _in_process_trainer(data, out, ["train.amp_dtype=float16"])
     try:
         assert trainer.precision.dtype == torch.float16 and trainer.precision.needs_scaler
-        assert isinstance(trainer.scaler, torch.amp.GradScaler)
+        assert isinstance(trainer.parts.scaler, torch.amp.GradScaler)
         assert trainer.derived.accum_steps == 2
         scaled, stepped, dtypes = [], [], []
-        real_scale, real_step = trainer.scaler.scale, trainer.scaler.step
-        monkeypatch.setattr(trainer.scaler, "scale", lambda loss: (scaled.append(1), real_scale(loss))[1])
-        monkeypatch.setattr(trainer.scaler, "step", lambda opt: (stepped.append(1), real_step(opt))[1])
-        trainer.model.register_forward_hook(lambda m, i, o: dtypes.append(o.dtype) if m.training else None)
+        real_scale, real_step = trainer.parts.scaler.scale, trainer.parts.scaler.step
+        monkeypatch.setattr(trainer.parts.scaler, "scale", lambda loss: (scaled.append(1), real_scale(loss))[1])
+        monkeypatch.setattr(trainer.parts.scaler, "step", lambda opt: (stepped.append(1), real_step(opt))[1])
+        trainer.parts.model.register_forward_hook(lambda m, i, o: dtypes.append(o.dtype) if m.training else None)
         summary = trainer.run()
     finally:
         distributed.cleanup()
@@ -347,14 +347,14 @@ def test_adamw_clipping_path_runs(data, tmp_path, monkeypatch):
     out = tmp_path / "run"
     trainer = _in_process_trainer(data, out, ["optim.name=adamw", "optim.max_grad_norm=0.5"])
     try:
-        assert isinstance(trainer.optimizer, torch.optim.AdamW) and trainer.clip == 0.5
-        assert trainer.scaler is None and trainer.derived.accum_steps == 2
+        assert isinstance(trainer.parts.optimizer, torch.optim.AdamW) and trainer.parts.clip == 0.5
+        assert trainer.parts.scaler is None and trainer.derived.accum_steps == 2
         trainer.run()
     finally:
         distributed.cleanup()
     steps = trainer.derived.total_steps
     assert len(calls) == steps  # once per optimizer step, not per micro-batch
-    params = list(trainer.model.parameters())
+    params = list(trainer.parts.model.parameters())
     for max_norm, clipped, before, after in calls:
         assert max_norm == 0.5
         assert len(clipped) == len(params) and all(a is b for a, b in zip(clipped, params))

@@ -150,14 +150,14 @@ def _trainer_with_bad_loss(data, out, bad_call: int, extra=()):
     cfg = build_config("a2", [*FAULT_OVERRIDES, *extra], sample=False)
     trainer = Trainer(cfg, RunEnv(data=data, output=out, workers=0, device="cpu", quiet=True))
     trainer.setup()
-    real, calls = trainer.loss_fn, {"n": 0}
+    real, calls = trainer.parts.loss_fn, {"n": 0}
 
     def loss_fn(out, y):
         calls["n"] += 1
         loss = real(out, y)
         return loss * float("nan") if calls["n"] == bad_call else loss
 
-    trainer.loss_fn = loss_fn
+    trainer.parts.loss_fn = loss_fn
     return trainer
 
 

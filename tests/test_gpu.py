@@ -79,7 +79,7 @@ def run_and_summarise(trainer) -> dict:
     with open(trainer.out / "metrics.csv") as f:
         rows = list(csv.DictReader(f))
     assert rows and all(math.isfinite(float(r["train_loss"])) for r in rows), rows
-    assert all(torch.isfinite(p).all() for p in trainer.model.parameters())
+    assert all(torch.isfinite(p).all() for p in trainer.parts.model.parameters())
     return summary
 
 
@@ -88,13 +88,13 @@ def test_bf16_training_on_cuda_autocasts_without_a_scaler(tmp_path):
         pytest.skip(f"{torch.cuda.get_device_name()} has no native bfloat16")
     trainer = tiny_cuda_trainer(tmp_path, ["train.amp=true", "train.amp_dtype=bfloat16"])
     assert trainer.precision.dtype == torch.bfloat16 and not trainer.precision.needs_scaler
-    assert trainer.scaler is None  # bfloat16 has float32's range: no loss scaling
-    seen = watch_convs(trainer.model)
-    before = [p.detach().clone() for p in trainer.model.parameters()]
+    assert trainer.parts.scaler is None  # bfloat16 has float32's range: no loss scaling
+    seen = watch_convs(trainer.parts.model)
+    before = [p.detach().clone() for p in trainer.parts.model.parameters()]
     summary = run_and_summarise(trainer)
     assert summary["precision"] == "bfloat16"
     assert seen["calls"] > 0 and set(seen["dtypes"]) == {torch.bfloat16}, seen["dtypes"]
-    changed = sum(not torch.equal(a, b) for a, b in zip(before, trainer.model.parameters()))
+    changed = sum(not torch.equal(a, b) for a, b in zip(before, trainer.parts.model.parameters()))
     assert changed > len(before) // 2  # the optimizer stepped
 
 
@@ -102,7 +102,7 @@ def test_float16_training_on_cuda_uses_the_gradient_scaler(tmp_path):
     from rsb import checkpoint
     trainer = tiny_cuda_trainer(tmp_path, ["train.amp=true", "train.amp_dtype=float16"])
     assert trainer.precision.dtype == torch.float16 and trainer.precision.needs_scaler
-    scaler = trainer.scaler
+    scaler = trainer.parts.scaler
     assert isinstance(scaler, torch.amp.GradScaler) and scaler.is_enabled()
     calls = Counter()
     for name in ("scale", "step", "update"):
@@ -112,7 +112,7 @@ def test_float16_training_on_cuda_uses_the_gradient_scaler(tmp_path):
             calls[_name] += 1
             return _original(*a, **k)
         setattr(scaler, name, counted)
-    seen = watch_convs(trainer.model)
+    seen = watch_convs(trainer.parts.model)
     summary = run_and_summarise(trainer)
     steps = trainer.derived.steps_per_epoch
     assert summary["precision"] == "float16"
@@ -125,9 +125,9 @@ def test_float16_training_on_cuda_uses_the_gradient_scaler(tmp_path):
 
 def test_channels_last_is_kept_through_the_model_in_training(tmp_path):
     trainer = tiny_cuda_trainer(tmp_path, ["model.channels_last=true", "data.train_size=64", "data.test_size=64"])
-    convs = [m for m in trainer.model.modules() if isinstance(m, torch.nn.Conv2d)]
+    convs = [m for m in trainer.parts.model.modules() if isinstance(m, torch.nn.Conv2d)]
     assert all(m.weight.is_contiguous(memory_format=torch.channels_last) for m in convs)
-    seen = watch_convs(trainer.model)
+    seen = watch_convs(trainer.parts.model)
     run_and_summarise(trainer)
     assert seen["calls"] > 0
     assert seen["inputs_cl"] == Counter({True: seen["calls"]}), seen["inputs_cl"]

@@ -1,0 +1,114 @@
+"""The parts one training run is made of, built from the resolved config: the model (and its EMA), optimizer,
+schedule, gradient scaler, loss, loaders and on-device batch preparation; and how those parts go into a
+checkpoint and come back out of one."""
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from rsb.config import SAMPLE_SCALE_FILE, Config, describe_overlay, sample_scale
+from rsb.data.batch import DeviceBatch
+from rsb.data.folder import ImageFolderIndex
+from rsb.data.loader import TrainLoader, eval_loader, imagenet_splits
+from rsb.data.sample import ensure_sample_dataset
+from rsb.distributed import DistEnv
+from rsb.errors import UserError
+from rsb.loss import create_loss
+from rsb.model import create_model, load_state_dict_checked, prepare_model, unwrap, wrap_for_training
+from rsb.precision import Precision
+from rsb.optim import WarmupCosine, clips_gradients_itself, create_optimizer
+from rsb.resolve import Derived
+
+
+def open_training_data(root: Path | None, num_classes: int, log) -> tuple[ImageFolderIndex, ImageFolderIndex]:
+    """The train and val indexes of --data, or of the built-in sample data (which runs at the sample scale)."""
+    if root is None:
+        root = ensure_sample_dataset()
+        log(f"no --data given: built-in sample data at {root} (10 classes), at the sample scale of "
+            f"{SAMPLE_SCALE_FILE.name}: {describe_overlay(sample_scale())}")
+    train_idx, val_idx = imagenet_splits(root)
+    if len(train_idx.classes) != num_classes:
+        raise UserError(f"{root}/train has {len(train_idx.classes)} classes but model.num_classes is "
+                        f"{num_classes}; set model.num_classes={len(train_idx.classes)}.")
+    return train_idx, val_idx
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def set_determinism(deterministic: bool, device: torch.device) -> None:
+    """Deterministic kernels for runs that must repeat bit for bit; else let cuDNN pick the fastest ones."""
+    if deterministic:
+        torch.use_deterministic_algorithms(True, warn_only=True)
+        torch.backends.cudnn.benchmark = False
+    elif device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+
+
+@dataclass
+class TrainingParts:
+    model: torch.nn.Module              # the unwrapped timm model until wrap() is called
+    ema: object | None                  # timm's ModelEmaV3 when train.ema
+    optimizer: torch.optim.Optimizer
+    schedule: WarmupCosine
+    scaler: torch.amp.GradScaler | None  # float16 only
+    clip: float | None                  # None where the optimizer clips itself (timm's Lamb)
+    loss_fn: torch.nn.Module
+    train_loader: TrainLoader
+    val_loader: torch.utils.data.DataLoader
+    prep_train: DeviceBatch
+    prep_eval: DeviceBatch
+
+    def wrap(self, dist: DistEnv, compile: bool) -> None:
+        """DDP and torch.compile, after a resume has loaded the plain model's weights."""
+        self.model = wrap_for_training(self.model, dist.device, dist.distributed, compile)
+
+    def state_dict(self) -> dict:
+        """The learned state of the parts, as a checkpoint stores it."""
+        return {"model": unwrap(self.model).state_dict(), "optimizer": self.optimizer.state_dict(),
+                "scaler": self.scaler.state_dict() if self.scaler else None,
+                "ema": self.ema.module.state_dict() if self.ema else None}
+
+    def load_state_dict(self, ckpt: dict, source: str) -> None:
+        load_state_dict_checked(unwrap(self.model), ckpt["model"], source)
+        self.optimizer.load_state_dict(ckpt["optimizer"])
+        if self.scaler is not None and ckpt.get("scaler"):
+            self.scaler.load_state_dict(ckpt["scaler"])
+        if self.ema is not None and ckpt.get("ema"):
+            self.ema.module.load_state_dict(ckpt["ema"])
+
+    def weights_finite(self) -> bool:
+        return all(torch.isfinite(p).all() for p in unwrap(self.model).parameters())
+
+
+def build_parts(cfg: Config, derived: Derived, prec: Precision, dist: DistEnv, train_idx: ImageFolderIndex,
+                val_idx: ImageFolderIndex, workers: int) -> TrainingParts:
+    """Every part of a run; seeded by train.seed first, so every process starts from the same weights."""
+    device = dist.device
+    set_determinism(cfg.run.deterministic, device)
+    seed_everything(cfg.train.seed)
+    model = prepare_model(create_model(cfg.model), device, cfg.model.channels_last)
+    ema = None
+    if cfg.train.ema:
+        from timm.utils import ModelEmaV3
+        ema = ModelEmaV3(model, decay=cfg.train.ema_decay)
+    optimizer = create_optimizer(model, cfg.optim, derived.lr)
+    return TrainingParts(
+        model=model, ema=ema, optimizer=optimizer,
+        schedule=WarmupCosine(cfg.sched, derived.lr, derived.total_steps, derived.warmup_steps),
+        scaler=torch.amp.GradScaler(device.type) if prec.needs_scaler else None,
+        clip=None if clips_gradients_itself(optimizer) else cfg.optim.max_grad_norm,
+        loss_fn=create_loss(cfg.loss, cfg.model.num_classes),
+        train_loader=TrainLoader(cfg, train_idx, dist.rank, dist.world_size, workers,
+                                 pin_memory=device.type == "cuda", accum_steps=derived.accum_steps),
+        val_loader=eval_loader(val_idx, cfg.data.test_size, cfg.data.test_crop_pct, cfg.data.test_interpolation,
+                               cfg.train.batch_per_device, workers, rank=dist.rank, world=dist.world_size),
+        prep_train=DeviceBatch(device, cfg.model.channels_last, cfg.aug, cfg.model.num_classes),
+        prep_eval=DeviceBatch(device, cfg.model.channels_last))
