@@ -11,7 +11,7 @@ lighting gradient, a few hard-edged shapes, sensor noise), about the size and en
 Per core (one process, torch at 1 thread, as in a loader worker), for A2 (224, rand-m7-mstd0.5-inc1) and A3
 (160, rand-m6-mstd0.5-inc1), both with scale (0.08, 1), ratio (3/4, 4/3), hflip 0.5, bicubic:
   timm: timm.data.ImageDataset(root, transform=create_transform(..., use_prefetcher=True)), items by index.
-  rsb:  rsb.data.folder.ImageFolderDataset(ImageFolderIndex(root), rsb.data.transforms.train_transform(recipe)),
+  rsb:  rsb.data.loader.train_dataset(recipe, ImageFolderIndex(root)) (the loader's dataset),
         items by (index, sample seed) as rsb's RepeatedAugSampler gives them (the per-sample reseed is counted). With
         the recipes' defaults that is rsb.data.fast_transform.FastTrainTransform (timm's draws, torch resize,
         rsb.data.tensor_ops RandAugment) fed by rsb.data.decode.load_for_crop (the JPEG decoded only where the
@@ -102,10 +102,9 @@ def timm_dataset(root: Path, size: int, ra: str):
 
 
 def rsb_dataset(root: Path, recipe: str):
-    from rsb.data.folder import ImageFolderDataset, ImageFolderIndex
-    from rsb.data.transforms import train_transform
-    cfg = recipe_cfg(recipe)
-    return ImageFolderDataset(ImageFolderIndex(root, use_cache=False), train_transform(cfg.data, cfg.aug))
+    from rsb.data.folder import ImageFolderIndex
+    from rsb.data.loader import train_dataset
+    return train_dataset(recipe_cfg(recipe), ImageFolderIndex(root, use_cache=False))
 
 
 def decode_only(paths, i):

@@ -10,9 +10,10 @@ from PIL import Image
 
 from rsb.config import load_recipe
 from rsb.data import decode
-from rsb.data.decode import EncodedJpeg, UnreadableImage, load_for_crop, load_rgb_array
+from rsb.data.decode import EncodedJpeg, UnreadableImage, load_for_crop, load_rgb, load_rgb_array
 from rsb.data.fast_transform import FastTrainTransform
-from rsb.data.folder import ImageFolderDataset, ImageFolderIndex, load_rgb
+from rsb.data.folder import ImageFolderIndex
+from rsb.data.loader import train_dataset
 from rsb.data.transforms import train_transform
 
 needs_extension = pytest.mark.skipif(decode._jpeg_region is None, reason="rsb.data._jpeg_region not built")
@@ -107,7 +108,7 @@ def test_damaged_jpeg_found_at_crop_time_is_skipped(tmp_path, monkeypatch, capsy
     _photo(200, 300, seed=2).save(folder / "b_good.JPEG", quality=90)
     cfg = load_recipe("a2")
     cfg.data.train_size = 64
-    ds = ImageFolderDataset(ImageFolderIndex(tmp_path / "data"), train_transform(cfg.data, cfg.aug))
+    ds = train_dataset(cfg, ImageFolderIndex(tmp_path / "data"))
     img, label, skipped = ds[(0, 7)]
     assert img.shape == (3, 64, 64) and skipped == 1
     assert "a_bad.JPEG" in capsys.readouterr().err

@@ -11,9 +11,10 @@ from timm.data import create_transform
 from timm.data.auto_augment import RandAugment
 
 from rsb.config import load_recipe
-from rsb.data.decode import load_for_crop, load_rgb_array
+from rsb.data.decode import load_for_crop, load_rgb, load_rgb_array
 from rsb.data.fast_transform import FastTrainTransform
-from rsb.data.folder import ImageFolderDataset, ImageFolderIndex, load_rgb
+from rsb.data.folder import ImageFolderIndex
+from rsb.data.loader import train_dataset
 from rsb.data.transforms import train_transform
 
 
@@ -234,7 +235,7 @@ def test_dataset_uses_array_decoder_and_items_are_reproducible(tmp_path, monkeyp
             IMAGES[c * 3 + i].save(tmp_path / "data" / f"c{c}" / f"{i}.JPEG", quality=90)
     cfg = load_recipe("a2")
     cfg.data.train_size = 48
-    ds = ImageFolderDataset(ImageFolderIndex(tmp_path / "data"), train_transform(cfg.data, cfg.aug))
+    ds = train_dataset(cfg, ImageFolderIndex(tmp_path / "data"))
     assert ds.decode is load_for_crop
     img, label, skipped = ds[(4, 99)]
     assert img.shape == (3, 48, 48) and img.dtype == torch.uint8 and label == 1 and skipped == 0
@@ -252,3 +253,26 @@ def test_malloc_tuning_is_applied_once_and_harmless():
         assert first is True
     big = torch.ones(3, 512, 512)  # allocations still work, above and below the new threshold
     assert float(big.sum()) == 3 * 512 * 512 and torch.zeros(64 << 20, dtype=torch.uint8).sum() == 0
+
+
+def test_the_pipeline_pairs_each_transform_with_its_decoder_and_names_the_path(monkeypatch):
+    from rsb.data import decode as decode_module, loader, tensor_ops
+    from rsb.data.transforms import train_pipeline
+    cfg = load_recipe("a2")
+    fast = train_pipeline(cfg.data, cfg.aug, fast=True)
+    timm_chain = train_pipeline(cfg.data, cfg.aug, fast=False)
+    assert fast.fast and fast.decode is load_for_crop
+    assert not timm_chain.fast and timm_chain.decode is load_rgb
+    assert timm_chain.describe() == "timm's transform chain on PIL images (whole-image decode)"
+    monkeypatch.setattr(decode_module, "_jpeg_region", None)
+    monkeypatch.setattr(tensor_ops, "_compiled", None)
+    assert fast.describe() == ("fast uint8 transform, whole-image decode (the by-region JPEG decoder is not "
+                               "built), torch fallback for Shear/Translate/Sharpness (the C ops are not built)")
+    # The loader tunes malloc for the fast path only, before it forks its workers.
+    tuned = []
+    monkeypatch.setattr(loader, "keep_freed_memory_in_heap", lambda: tuned.append(1))
+    index = type("Index", (), {"labels": np.zeros(1, dtype=np.int64), "__len__": lambda self: 1})()
+    cfg.run.fast_transform = False
+    assert loader.train_dataset(cfg, index).decode is load_rgb and tuned == []
+    cfg.run.fast_transform = True
+    assert loader.train_dataset(cfg, index).decode is load_for_crop and tuned == [1]

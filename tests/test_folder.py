@@ -11,7 +11,8 @@ import pytest
 from PIL import Image
 
 from rsb.data import folder as folder_mod
-from rsb.data.folder import ImageFolderDataset, ImageFolderIndex, load_rgb
+from rsb.data.decode import load_rgb
+from rsb.data.folder import ImageFolderDataset, ImageFolderIndex
 from rsb.errors import UserError
 
 

@@ -11,8 +11,8 @@ import torch
 from PIL import Image
 
 from rsb.config import load_recipe
-from rsb.data.folder import ImageFolderDataset, ImageFolderIndex, _seed_augmentation
-from rsb.data.transforms import train_transform
+from rsb.data.folder import ImageFolderIndex, _seed_augmentation
+from rsb.data.loader import train_dataset
 
 
 def _old_seed(seed: int) -> None:  # the previous _seed_augmentation
@@ -41,8 +41,8 @@ def test_seeded_items_identical_to_torch_manual_seed(tmp_path, monkeypatch):
                 tmp_path / "data" / f"c{c}" / f"{i}.JPEG", quality=90)
     cfg = load_recipe("a2")
     cfg.data.train_size = 64
-    tf = train_transform(cfg.data, cfg.aug)  # RandomResizedCrop, flip (torch.rand), RandAugment
-    ds = ImageFolderDataset(ImageFolderIndex(tmp_path / "data", use_cache=False), tf)
+    # RandomResizedCrop, flip (torch.rand), RandAugment
+    ds = train_dataset(cfg, ImageFolderIndex(tmp_path / "data", use_cache=False))
     for i in range(len(ds)):
         seed = 1000 + 17 * i
         new = ds[(i, seed)][0]

@@ -1,7 +1,7 @@
 """Decoding for the fast training transform: whole images to arrays, or JPEGs decoded only where the crop falls.
 
-load_for_crop(path) is what rsb.data.folder.ImageFolderDataset calls for transforms that take arrays
-(rsb.data.fast_transform). For a YCbCr, RGB or greyscale JPEG it reads the header only and returns an
+load_for_crop(path) is the decoder rsb.data.transforms.train_pipeline pairs with the fast training transform
+(rsb.data.fast_transform); load_rgb (a PIL image) the one it pairs with timm's chain and evaluation. For a YCbCr, RGB or greyscale JPEG it reads the header only and returns an
 EncodedJpeg; the transform draws its crop box from the image size and then asks for just that rectangle, which
 rsb.data._jpeg_region decodes with libjpeg-turbo skipping the rows above, everything below and the columns
 beside it (same pixels as a full decode; ~25-30% less decoding time at the recipes' crop sizes, see
@@ -25,6 +25,10 @@ except ImportError:  # built without libjpeg headers: whole-image decoding only
     _jpeg_region = None
 
 _DIRECT_COLOURSPACES = ("YCbCr", "RGB", "Gray")  # what libjpeg converts to RGB the way Pillow does
+
+
+def region_decoder_available() -> bool:
+    return _jpeg_region is not None
 
 
 class UnreadableImage(Exception):
@@ -79,6 +83,14 @@ class EncodedJpeg:
             return _pillow_rgb(self.data)
         except Exception as e:  # noqa: BLE001 - any decoder failure means an unreadable file
             raise UnreadableImage(f"{self.path}: {type(e).__name__}: {e}") from e
+
+
+def load_rgb(path: str | Path) -> Image.Image:
+    """Decode any image PIL reads (grayscale, CMYK, PNG data behind a .JPEG name) to RGB; raise on bad data."""
+    with open(path, "rb") as f:
+        img = Image.open(f)
+        img.load()
+    return img.convert("RGB")
 
 
 def load_for_crop(path: str | Path):

@@ -29,7 +29,6 @@ from torchvision import transforms as T
 from torchvision.transforms import InterpolationMode
 
 from rsb.data.decode import EncodedJpeg
-from rsb.data.malloc import keep_freed_memory_in_heap
 from rsb.data.tensor_ops import NAME_TO_TENSOR_OP
 
 _RESIZE_MODES = {InterpolationMode.BICUBIC: "bicubic", InterpolationMode.BILINEAR: "bilinear"}
@@ -54,15 +53,12 @@ class FastTrainTransform:
     """PIL image or HxWx3 uint8 array -> uint8 CHW tensor, distributed as the timm train transform it was built
     from."""
 
-    takes_arrays = True  # rsb.data.folder.ImageFolderDataset then hands it rsb.data.decode.load_for_crop's output
-
     def __init__(self, crop: RandomResizedCropAndInterpolation, hflip: float, vflip: float,
                  rand_augment: RandAugment | None):
         self.crop = crop
         self.mode = _RESIZE_MODES[crop.interpolation]
         self.hflip, self.vflip = hflip, vflip
         self.rand_augment = rand_augment
-        keep_freed_memory_in_heap()  # made before the loader forks its workers, which inherit it
 
     @classmethod
     def from_timm(cls, chain: T.Compose) -> FastTrainTransform | None:

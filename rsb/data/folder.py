@@ -15,10 +15,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
 
 from rsb import runfolder
-from rsb.data.decode import UnreadableImage, load_for_crop
+from rsb.data.decode import UnreadableImage, load_rgb
 from rsb.errors import UserError
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
@@ -108,14 +107,6 @@ class ImageFolderIndex:
         return os.path.join(self._root_str, bytes(self._paths[self._offsets[i]:self._offsets[i + 1]]).decode())
 
 
-def load_rgb(path: str | Path) -> Image.Image:
-    """Decode any image PIL reads (grayscale, CMYK, PNG data behind a .JPEG name) to RGB; raise on bad data."""
-    with open(path, "rb") as f:
-        img = Image.open(f)
-        img.load()
-    return img.convert("RGB")
-
-
 def _seed_augmentation(seed: int) -> None:
     # timm's transforms draw from the global python, numpy and torch (CPU) generators. Only the CPU generator is
     # seeded: torch.manual_seed also queues a lazy CUDA seed with a formatted stack trace, ~0.4 ms per sample in a
@@ -129,12 +120,13 @@ class ImageFolderDataset:
     """Map-style dataset over an ImageFolderIndex. Items are (image, label, skipped), where `skipped` counts the
     unreadable files passed over to produce this item, so the training loop can total and bound them."""
 
-    def __init__(self, index: ImageFolderIndex, transform=None, labels: np.ndarray | None = None):
+    def __init__(self, index: ImageFolderIndex, transform=None, labels: np.ndarray | None = None,
+                 decode=load_rgb):
+        """`decode`: path -> what `transform` takes (rsb.data.transforms.train_pipeline pairs the two)."""
         self.index = index
         self.transform = transform
         self.labels = index.labels if labels is None else labels
-        # Transforms that take arrays (rsb.data.fast_transform) get images they can decode by crop region.
-        self.decode = load_for_crop if getattr(transform, "takes_arrays", False) else load_rgb
+        self.decode = decode
 
     def __len__(self) -> int:
         return len(self.index)

@@ -7,7 +7,8 @@ from torch.utils.data import DataLoader
 from rsb.config import Config
 from rsb.data.folder import ImageFolderDataset, ImageFolderIndex
 from rsb.data.sampler import RepeatedAugSampler, seed_for
-from rsb.data.transforms import collate_uint8, eval_transform, train_transform
+from rsb.data.malloc import keep_freed_memory_in_heap
+from rsb.data.transforms import collate_uint8, eval_transform, train_pipeline
 from rsb.errors import UserError
 
 
@@ -28,6 +29,16 @@ def imagenet_splits(root) -> tuple[ImageFolderIndex, ImageFolderIndex]:
     return train, val
 
 
+def train_dataset(cfg: Config, index: ImageFolderIndex) -> ImageFolderDataset:
+    """The training set with the recipe's transform and the decoder paired with it. The fast path's tensor ops
+    allocate large temporaries: keep freed memory in the heap (rsb.data.malloc), set here before the loader forks
+    its workers, which inherit it."""
+    pipeline = train_pipeline(cfg.data, cfg.aug, cfg.run.fast_transform)
+    if pipeline.fast:
+        keep_freed_memory_in_heap()
+    return ImageFolderDataset(index, pipeline.transform, decode=pipeline.decode)
+
+
 class TrainLoader:
     """A DataLoader whose order is set per epoch from (seed, epoch, rank) and whose every sample's augmentation
     is seeded by its position in the epoch, so a resumed run (at an epoch boundary or mid-epoch, with any number
@@ -36,7 +47,7 @@ class TrainLoader:
     def __init__(self, cfg: Config, index: ImageFolderIndex, rank: int, world: int, workers: int,
                  pin_memory: bool, accum_steps: int = 1):
         self.seed, self.rank = cfg.train.seed, rank
-        dataset = ImageFolderDataset(index, train_transform(cfg.data, cfg.aug, cfg.run.fast_transform))
+        dataset = train_dataset(cfg, index)
         # One lane per (process, micro-step): copies of an image in different micro-batches (rsb.data.sampler).
         self.sampler = RepeatedAugSampler(len(dataset), world, rank, cfg.aug.repeated_aug, cfg.train.seed,
                                           batch_size=cfg.train.batch_per_device, accum_steps=accum_steps)

@@ -32,6 +32,12 @@ try:  # one-pass C versions of _shift and of Sharpness (rsb/data/_augment.c); op
 except ImportError:
     _compiled = None
 
+
+
+def compiled_ops_available() -> bool:
+    return _compiled is not None
+
+
 _BICUBIC, _BILINEAR = Image.Resampling.BICUBIC, Image.Resampling.BILINEAR
 
 

@@ -8,12 +8,16 @@ ratio and interpolation, flip, RandAugment with timm's hyper-parameters for the 
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Callable
+
 import numpy as np
 import torch
 from timm.data import create_transform
 from torch.utils.data import default_collate
 
 from rsb.config import AugConfig, DataConfig
+from rsb.data import decode, tensor_ops
 from rsb.data.fast_transform import FastTrainTransform
 
 
@@ -25,6 +29,34 @@ def train_transform(data: DataConfig, aug: AugConfig, fast: bool = True):
         use_prefetcher=True)  # use_prefetcher=True: end at uint8, no normalisation
     fast = FastTrainTransform.from_timm(chain) if fast else None
     return fast or chain  # a chain the fast path does not reproduce (e.g. colour jitter) stays timm's
+
+
+@dataclass(frozen=True)
+class TrainPipeline:
+    """A train transform and the decoder whose output it takes, chosen together: the fast path takes what
+    rsb.data.decode.load_for_crop returns (a JPEG it decodes by crop region, or an array); timm's chain takes a
+    PIL image."""
+    transform: Callable
+    decode: Callable[[str], object]
+
+    @property
+    def fast(self) -> bool:
+        return isinstance(self.transform, FastTrainTransform)
+
+    def describe(self) -> str:
+        """Which input path runs, for the start-up lines and resolved.yaml."""
+        if not self.fast:
+            return "timm's transform chain on PIL images (whole-image decode)"
+        region = "by-region JPEG decode" if decode.region_decoder_available() else \
+            "whole-image decode (the by-region JPEG decoder is not built)"
+        ops = "C ops for Shear/Translate/Sharpness" if tensor_ops.compiled_ops_available() else \
+            "torch fallback for Shear/Translate/Sharpness (the C ops are not built)"
+        return f"fast uint8 transform, {region}, {ops}"
+
+
+def train_pipeline(data: DataConfig, aug: AugConfig, fast: bool = True) -> TrainPipeline:
+    tf = train_transform(data, aug, fast)
+    return TrainPipeline(tf, decode.load_for_crop if isinstance(tf, FastTrainTransform) else decode.load_rgb)
 
 
 def eval_transform(size: int, crop_pct: float, interpolation: str):
