@@ -17,7 +17,7 @@ import yaml
 
 from rsb.errors import UserError
 
-RECIPE_DIR = Path(__file__).resolve().parent.parent / "recipes"
+RECIPE_DIR = Path(__file__).resolve().parent / "recipes"  # package data: installed with rsb
 SAMPLE_SCALE_FILE = RECIPE_DIR / "sample_scale.yaml"
 
 
@@ -60,7 +60,7 @@ class LossConfig:
     name: str = "bce"                 # "bce" (binary cross-entropy) or "soft_ce"
     target_threshold: Optional[float] = 0.2  # BCE: mixed targets above this become 1, others 0; null = off
     label_smoothing: float = 0.0
-    smoothing_after_threshold: bool = False  # false: timm's order, as the released weights (recipes/a1.yaml)
+    smoothing_after_threshold: bool = False  # false: timm's order, as the released weights (rsb/recipes/a1.yaml)
 
 
 @dataclass
@@ -113,6 +113,7 @@ class RunConfig:
 @dataclass
 class Config:
     name: str = "custom"
+    base: str = ""   # the recipe a layered file (`base: a2`) was built on, as the file named it; "" = complete
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
     aug: AugConfig = field(default_factory=AugConfig)
@@ -180,7 +181,7 @@ def check_config(cfg: "Config") -> None:
 
 
 def available_recipes() -> list[str]:
-    return sorted(p.stem for p in RECIPE_DIR.glob("a*.yaml"))
+    return sorted(p.stem for p in RECIPE_DIR.glob("*.yaml") if p != SAMPLE_SCALE_FILE)
 
 
 def _field_types(cls) -> dict[str, Any]:
@@ -235,21 +236,59 @@ def config_from_dict(data: dict) -> Config:
     return _build(Config, data, "")
 
 
-def load_recipe(name_or_path: str) -> Config:
-    """Load a recipe by name (a1, a2, a3) or from a YAML file path."""
+def recipe_path(name_or_path: str, relative_to: Path | None = None) -> Path:
+    """A recipe name (a1, a2, ...) or a YAML file path (relative to `relative_to`, the folder of the file that
+    names it as its base, else to the working folder)."""
     path = Path(name_or_path)
     if not path.suffix:
         path = RECIPE_DIR / f"{name_or_path}.yaml"
         if not path.exists():
             raise UserError(f"unknown recipe '{name_or_path}'; available: {', '.join(available_recipes())} "
                             f"or a path to a .yaml file.")
+    elif relative_to is not None and not path.is_absolute():
+        path = relative_to / path
     if not path.exists():
         raise UserError(f"recipe file {path} does not exist.")
+    return path
+
+
+def _read_recipe(path: Path, chain: tuple[Path, ...] = ()) -> dict:
+    """The recipe file's values as a complete config dict: its base's values (`base:`, followed to the end)
+    with the file's own on top; a file without a base must give every key."""
+    if path.resolve() in chain:
+        raise UserError(f"recipe {path} names itself as a base (through {' -> '.join(map(str, chain))}).")
     try:
-        data = yaml.safe_load(path.read_text())  # safe loader: a recipe can never run code
+        data = yaml.safe_load(path.read_text()) or {}  # safe loader: a recipe can never run code
     except yaml.YAMLError as e:
         raise UserError(f"recipe file {path} is not valid YAML: {e}") from None
-    return config_from_dict(data or {})
+    if not isinstance(data, dict):
+        raise UserError(f"recipe file {path} must hold a mapping of sections, got {type(data).__name__}.")
+    config_from_dict({k: v for k, v in data.items() if k != "base"})  # unknown keys and wrong types, named here
+    base = data.pop("base", None)
+    if base is None:
+        missing = [k for k in _all_keys(Config) if k != "base" and not _has_key(data, k)]
+        if missing:
+            raise UserError(f"recipe file {path} has no `base:` and lacks {len(missing)} keys: "
+                            f"{', '.join(missing)}; give them, or start the file with `base: a2` (or another "
+                            f"recipe) to change only some values.")
+        return data
+    if not isinstance(base, str) or not base:
+        raise UserError(f"recipe file {path}: `base:` must name a recipe (a1, a2, a3) or a .yaml file.")
+    below = _read_recipe(recipe_path(base, path.parent), chain + (path.resolve(),))
+    return _merged(below, {"name": path.stem, **data, "base": base})
+
+
+def _has_key(data: dict, dotted: str) -> bool:
+    for part in dotted.split("."):
+        if not isinstance(data, dict) or part not in data:
+            return False
+        data = data[part]
+    return True
+
+
+def load_recipe(name_or_path: str) -> Config:
+    """Load a recipe by name (a1, a2, a3) or from a YAML file path (complete, or `base:` plus changes)."""
+    return config_from_dict(_read_recipe(recipe_path(name_or_path)))
 
 
 def changed_recipe_values(old: dict, cfg: "Config") -> list[str]:
@@ -259,7 +298,7 @@ def changed_recipe_values(old: dict, cfg: "Config") -> list[str]:
 
 
 def sample_scale() -> dict:
-    """The sample-scale overlay (recipes/sample_scale.yaml): {section: {key: value}}, applied over any recipe
+    """The sample-scale overlay (rsb/recipes/sample_scale.yaml): {section: {key: value}}, applied over any recipe
     when no data is given."""
     return yaml.safe_load(SAMPLE_SCALE_FILE.read_text())
 

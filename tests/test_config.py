@@ -189,13 +189,43 @@ def test_section_must_be_mapping(tmp_path):
         load_recipe(str(p))
 
 
-def test_partial_recipe_file_uses_defaults_and_converts_int(tmp_path):
+def test_recipe_file_without_base_must_be_complete(tmp_path):
     p = tmp_path / "r.yaml"
     p.write_text("name: tiny\noptim:\n  lr: 1\n")
+    with pytest.raises(UserError, match=r"r.yaml has no `base:` and lacks \d+ keys: model.name, .*aug.rand_augment"
+                                         r".*start the file with `base: a2`") as e:
+        load_recipe(str(p))
+    assert "optim.lr," not in str(e.value) and "name," not in str(e.value).split("keys:")[1][:6]
+
+
+def test_layered_recipe_is_its_base_with_the_changes(tmp_path):
+    p = tmp_path / "tiny.yaml"
+    p.write_text("base: a2\noptim:\n  lr: 1\n")
     cfg = load_recipe(str(p))
-    assert cfg.name == "tiny"
+    a2 = load_recipe("a2")
     assert cfg.optim.lr == 1.0 and type(cfg.optim.lr) is float
-    assert cfg.sched == Config().sched
+    assert cfg.base == "a2" and cfg.name == "tiny"
+    assert cfg.aug == a2.aug and cfg.sched == a2.sched and cfg.optim.weight_decay == a2.optim.weight_decay
+    # A base given as a path is read relative to the file that names it, and layers stack.
+    (tmp_path / "sub").mkdir()
+    q = tmp_path / "sub" / "longer.yaml"
+    q.write_text("base: ../tiny.yaml\nname: longer\nsched:\n  epochs: 7\n")
+    cfg2 = load_recipe(str(q))
+    assert (cfg2.name, cfg2.base, cfg2.sched.epochs, cfg2.optim.lr) == ("longer", "../tiny.yaml", 7, 1.0)
+    assert cfg2.aug == a2.aug
+
+
+def test_layered_recipe_errors(tmp_path):
+    p = tmp_path / "r.yaml"
+    p.write_text("base: a9\n")
+    with pytest.raises(UserError, match="unknown recipe 'a9'"):
+        load_recipe(str(p))
+    p.write_text("base: r.yaml\n")
+    with pytest.raises(UserError, match="names itself as a base"):
+        load_recipe(str(p))
+    p.write_text("base: a2\noptim:\n  lrr: 1\n")
+    with pytest.raises(UserError, match="optim.lrr"):
+        load_recipe(str(p))
 
 
 def test_to_dict_round_trip(cfg):
