@@ -21,6 +21,8 @@ def parse_args(argv=None):
     p.add_argument("--output", type=Path, help="run folder (default runs/<recipe>[-sample]); an existing "
                                                 "run there is resumed")
     p.add_argument("--resume", type=Path, help="resume from this checkpoint instead of the run folder's last.pt")
+    p.add_argument("--resume-changed", action="store_true",
+                   help="continue a run whose recipe values differ from these (refused without this flag)")
     p.add_argument("--workers", type=int, default=None,
                    help="loader processes per device (default: CPUs per device, at most 8)")
     p.add_argument("--device", default="auto", help="auto (CUDA if present), cpu, cuda or cuda:N")
@@ -46,7 +48,8 @@ def main(argv=None) -> int:
         name = Path(args.recipe).stem + ("-sample" if sample else "")
         env = trainer.RunEnv(data=args.data, output=args.output or Path("runs") / name,
                              workers=args.workers if args.workers is not None else default_workers(),
-                             device=args.device, resume=args.resume, quiet=args.quiet)
+                             device=args.device, resume=args.resume, resume_changed=args.resume_changed,
+                             quiet=args.quiet)
         summary = trainer.train(cfg, env)
         if summary.get("final_val_top1") is not None:
             print(f"done: final val top-1 {summary['final_val_top1']:.2f}% "

@@ -13,6 +13,7 @@ from rsb.config import Config, changed_recipe_values, to_dict, to_yaml
 from rsb.data.folder import check_bad_images
 from rsb.data.sampler import seed_for
 from rsb.engine import NonFiniteLoss, evaluate, train_one_epoch
+from rsb.errors import UserError
 from rsb.parts import build_parts, open_training_data, seed_everything
 from rsb.resolve import derived_dict, resolve, resolved_document, startup_lines
 from rsb.runlog import MetricsLog, Progress, epoch_row, run_summary
@@ -26,6 +27,7 @@ class RunEnv:
     workers: int = 4
     device: str = "auto"
     resume: Path | None = None
+    resume_changed: bool = False      # continue a run whose recipe values differ, on purpose
     quiet: bool = False
 
 
@@ -65,10 +67,13 @@ class Trainer:
             if found is None:
                 return
             path, ckpt = found
-        self.parts.load_state_dict(ckpt, f"checkpoint {path}")
         changed = changed_recipe_values(ckpt.get("config", {}), self.cfg)
+        if changed and not self.env.resume_changed:
+            raise UserError(f"{path} belongs to a run with other recipe values ({', '.join(changed)}); give a new "
+                            f"--output for a new run, or add --resume-changed to continue it with these values.")
         if changed:
-            self.log(f"warning: resuming {path} with settings that differ from its run: {', '.join(changed)}")
+            self.log(f"resuming {path} with changed recipe values, as --resume-changed asks: {', '.join(changed)}")
+        self.parts.load_state_dict(ckpt, f"checkpoint {path}")
         self.state = st = checkpoint.TrainState.from_checkpoint(ckpt)
         if ckpt.get("rng"):
             checkpoint.set_rng_state(ckpt["rng"])

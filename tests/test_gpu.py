@@ -220,7 +220,7 @@ def test_checkpoint_saved_on_gpu_resumes_on_a_cpu_only_process(tmp_path):
                   env={"CUDA_VISIBLE_DEVICES": ""})  # a process that sees no GPU, as on a CPU-only machine
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
     assert "process(es) on cpu" in r.stdout and "resumed from" in r.stdout
-    assert "warning: resuming" not in r.stdout  # the same settings: nothing reported as changed
+    assert "changed recipe values" not in r.stdout  # the same settings: nothing reported as changed
     summary = json.loads((cpu_run / "summary.json").read_text())
     assert summary["final_epoch"] == 2 and summary["final_val_top1"] is not None
     with open(cpu_run / "metrics.csv") as f:

@@ -80,13 +80,21 @@ def test_rerun_of_finished_run_does_nothing_and_resume_flag(data, tmp_path, caps
     assert _main(args + ["run.log_every=3", "run.checkpoint_every_minutes=1"]) == 0
     printed = capsys.readouterr().out
     assert "already finished" in printed
-    assert "differ from its run" not in printed  # run policy may change between a run and its resume
-    assert _main(args + ["optim.lr=0.001"]) == 0
-    assert "differ from its run: optim.lr" in capsys.readouterr().out  # a recipe value may not, silently
-    # --resume PATH continues a run from an explicit checkpoint into another folder, for more epochs.
+    assert "changed recipe values" not in printed  # run policy may change between a run and its resume
+    before = (out / "last.pt").read_bytes()
+    assert _main(args + ["optim.lr=0.001"]) == 2  # a recipe value may not: refused, naming the key and the ways on
+    err = capsys.readouterr().err
+    assert "other recipe values (optim.lr)" in err and "new --output" in err and "--resume-changed" in err
+    assert (out / "last.pt").read_bytes() == before
+    assert _main(args + ["optim.lr=0.001", "--resume-changed"]) == 0
+    assert "with changed recipe values, as --resume-changed asks: optim.lr" in capsys.readouterr().out
+    # --resume PATH continues a run from an explicit checkpoint into another folder, for more epochs (a recipe
+    # value: on purpose, with --resume-changed).
     out2 = tmp_path / "longer"
-    assert _main(["--recipe", "a3", "--data", str(data), "--output", str(out2), "--workers", "0", "--quiet",
-                  "--resume", str(out / "last.pt"), *SMALL, "sched.epochs=2"]) == 0
+    longer = ["--recipe", "a3", "--data", str(data), "--output", str(out2), "--workers", "0", "--quiet",
+              "--resume", str(out / "last.pt"), *SMALL, "sched.epochs=2"]
+    assert _main(longer) == 2 and "sched.epochs" in capsys.readouterr().err
+    assert _main(longer + ["--resume-changed"]) == 0
     assert [int(r["epoch"]) for r in _rows(out2)] == [2]
 
 
