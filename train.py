@@ -13,19 +13,17 @@ import argparse
 import sys
 from pathlib import Path
 
+from rsb.envflags import environment_parser
+
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--recipe", default="a2", help="a1, a2, a3 or a path to a recipe .yaml (default a2)")
-    p.add_argument("--data", type=Path, help="ImageNet folder with train/ and val/; omit for the sample data")
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+                                parents=[environment_parser()])
     p.add_argument("--output", type=Path, help="run folder (default runs/<recipe>[-sample]); an existing "
                                                 "run there is resumed")
     p.add_argument("--resume", type=Path, help="resume from this checkpoint instead of the run folder's last.pt")
     p.add_argument("--resume-changed", action="store_true",
                    help="continue a run whose recipe values differ from these (refused without this flag)")
-    p.add_argument("--workers", type=int, default=None,
-                   help="loader processes per device (default: CPUs per device, at most 8)")
-    p.add_argument("--device", default="auto", help="auto (CUDA if present), cpu, cuda or cuda:N")
     p.add_argument("--print-config", action="store_true", help="print the resolved configuration and exit")
     p.add_argument("--quiet", action="store_true", help="no progress output")
     p.add_argument("overrides", nargs="*", metavar="section.key=value", help="recipe overrides")

@@ -90,33 +90,10 @@ class MetricsLog:
             self.tb.flush()
 
 
-
 def plot_curves(rows: list[dict], path: Path, title: str) -> None:
-    """Train loss, learning rate and val accuracy against epoch, as one PNG."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    def col(name):
-        return [(int(r["epoch"]), float(r[name])) for r in rows if r.get(name) not in ("", None)]
-
-    fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
-    for ax, (name, label) in zip(axes, [("train_loss", "train loss"), ("lr", "learning rate"),
-                                        ("val_top1", "val top-1 (%)")]):
-        pts = col(name)
-        if pts:
-            ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", markersize=3)
-        if name == "val_top1" and col("val_top5"):
-            pts5 = col("val_top5")
-            ax.plot([p[0] for p in pts5], [p[1] for p in pts5], marker="o", markersize=3, label="top-5")
-            ax.legend(["top-1", "top-5"])
-        ax.set_xlabel("epoch")
-        ax.set_title(label)
-        ax.grid(alpha=0.3)
-    fig.suptitle(title)
-    fig.tight_layout()
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
+    """curves.png: train loss, learning rate and val top-1/top-5 against epoch."""
+    from rsb.plots import curves  # matplotlib loads only when a figure is drawn
+    curves({"run": rows}, path, title)
 
 
 def epoch_row(epoch: int, stats, val: dict, ema_val: dict, precision: str) -> dict:

@@ -11,14 +11,14 @@ from pathlib import Path
 
 import pytest
 
+from rsb import plots
 from rsb.errors import UserError
-from rsb.sweep import cli, jobs, plots, runfiles, stats
+from rsb.sweep import cli, state, stats
 from rsb.sweep import spec as sweepspec
 from rsb.distributed import master_port_for_job as master_port
-from rsb.sweep.job import SeedJob, ddp_environment
-from rsb.sweep.plan import plan_seeds
-from rsb.sweep.seeds import format_seeds, parse_seeds, run_dir_name
-from rsb.sweep.status import collect, format_table, seed_status
+from rsb.sweep.seedjob import SeedJob, ddp_environment
+from rsb.sweep.spec import format_seeds, parse_seeds, run_dir_name
+from rsb.sweep.state import collect, format_table, plan_seeds, seed_status
 
 PNG = b"\x89PNG\r\n\x1a\n"
 RANK_VARS = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")
@@ -110,7 +110,7 @@ def _fake_runs(out: Path) -> None:
     (d / "last.pt").write_bytes(b"checkpoint")
     (run(6) / "RUNNING.json").write_text(json.dumps({"host": socket.gethostname(), "pid": os.getpid()}))
     # seed 4: nothing at all; seed 7: queued behind a local launcher that is alive (this process)
-    jobs.save_jobs(out, {7: jobs.local_record(os.getpid())})
+    state.save_jobs(out, {7: state.local_record(os.getpid())})
 
 
 def test_relaunch_skips_finished_and_resumes_interrupted(tmp_path):
@@ -175,7 +175,7 @@ def test_failed_job_is_reported_with_its_error(tmp_path, rank_env, capsys):
     doc = json.loads(capsys.readouterr().out)
     assert doc["counts"]["failed"] == 1 and doc["seeds"][0]["reason"].startswith("UserError")
     # A relaunch retries it and keeps the last error beside.
-    runfiles.retire_failed(out / "seed_0001")
+    state.retire_failed(out / "seed_0001")
     assert (out / "seed_0001" / "FAILED.previous.json").is_file()
     assert plan_seeds(out, [1], 2).submit == [1]
 
@@ -191,13 +191,13 @@ def test_status_states_from_files_and_scheduler(tmp_path):
     oom = seed_status(3, d, 10, slurm, "OUT_OF_MEMORY")
     assert oom.state == "failed" and "OUT_OF_MEMORY" in oom.reason
     assert seed_status(3, d, 10, slurm, "TIMEOUT").state == "interrupted"
-    gone = seed_status(3, d, 10, slurm, jobs.NOT_FOUND)
+    gone = seed_status(3, d, 10, slurm, state.NOT_FOUND)
     assert gone.state == "interrupted" and "unknown to Slurm" in gone.reason
     assert seed_status(3, d, 10, slurm, None).state == "queued"  # no sacct: a live job is assumed
     assert seed_status(3, d, 10, None, None).state == "interrupted"  # progress but no job: relaunch resumes
     dead = {"cluster": "local", "host": socket.gethostname(), "launcher_pid": 2 ** 22 + 12345}
     assert seed_status(3, d, 10, dead, None).state == "interrupted"
-    assert jobs.parse_sacct("5_[2-4%2]|PENDING\n5_1|RUNNING\n6|CANCELLED by 12\n") == {
+    assert state.parse_sacct("5_[2-4%2]|PENDING\n5_1|RUNNING\n6|CANCELLED by 12\n") == {
         "5_2": "PENDING", "5_3": "PENDING", "5_4": "PENDING", "5_1": "RUNNING", "6": "CANCELLED"}
 
 
@@ -303,7 +303,7 @@ def test_slurm_array_job_parameters(tmp_path, monkeypatch, capsys):
         assert line in text.splitlines(), line
     assert "export PYTHONPATH=" in text and "srun" in text
     assert json.loads((out / "sweep.json").read_text())["executor"]["partition"] == "gpu"
-    assert {s: r["job_id"] for s, r in jobs.load_jobs(out).items()} == {1: "1234_0", 2: "1234_1", 3: "1234_2"}
+    assert {s: r["job_id"] for s, r in state.load_jobs(out).items()} == {1: "1234_0", 2: "1234_1", 3: "1234_2"}
     # Each array task runs a pickled SeedJob for its seed, checkpointable for requeueing.
     delayed = submitit.helpers.DelayedSubmission.load(out / "submitit" / "1234_1" / "1234_1_submitted.pkl")
     fn = delayed.function

@@ -9,7 +9,7 @@ import pytest
 from _tiny import TINY_OVERRIDES, tiny_data
 
 from rsb.sweep import cli
-from rsb.sweep.job import SeedJob
+from rsb.sweep.seedjob import SeedJob
 from rsb.sweep.spec import Executor, make_spec, save
 
 PNG = b"\x89PNG\r\n\x1a\n"

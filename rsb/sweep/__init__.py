@@ -5,19 +5,27 @@
   python -m rsb.sweep report sweeps/a2
 
 One module per job:
-  seeds.py     seed lists ("1-100", "1,5,9") and the run folder name of a seed
-  spec.py      the sweep definition kept in <out>/sweep.json, and each seed's config from it
-  jobs.py      what was submitted (<out>/jobs.json), scheduler states, process liveness
-  runfiles.py  the marker files a seed's job leaves in its run folder (RUNNING.json, FAILED.json) and progress
-  status.py    per-seed state (queued / running / finished / failed / interrupted / missing) and its table
-  plan.py      which seeds a launch submits, skips or resumes
-  job.py       the job function: one seed's (DDP) training in a job, requeued by submitit after preemption
-  local.py     running seeds on this machine, N at a time
-  slurm.py     submitting seeds to Slurm as one array job through submitit
-  launch.py    the launch command: spec, plan, dispatch
-  evaluate.py  final-epoch scores of each finished seed through validate.py, cached per seed
-  stats.py     mean, std, median, Pearson and Spearman
-  plots.py     histograms, val-vs-V2 scatter, training curves
-  report.py    the report folder and the summary printed
-  cli.py       the command line
+  cli.py      the command line: launch (spec, plan, dispatch), status, report, job
+  spec.py     seed lists ("1-100", "1,5,9") and each seed's run folder name; the sweep definition kept in
+              <out>/sweep.json, and each seed's config from it
+  state.py    what state seed N is in (queued / running / finished / failed / interrupted / missing), from its
+              run folder (the job's RUNNING.json and FAILED.json markers, progress) and the queue (<out>/jobs.json,
+              sacct, process liveness); its table, and which seeds a launch submits, skips or resumes
+  seedjob.py  the job a runner executes for one seed: its (DDP) training, requeued by submitit after preemption
+  local.py    running seeds on this machine, N at a time
+  slurm.py    submitting seeds to Slurm as one array job through submitit
+  scores.py   final-epoch scores of each finished seed through rsb.validate, cached per seed
+  stats.py    mean, std, median, Pearson and Spearman
+  report.py   the report folder (tables, figures through rsb.plots) and the summary printed
 """
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+PACKAGE_ROOT = Path(__file__).resolve().parents[2]  # the folder holding rsb/
+
+
+def pythonpath_with_package(pythonpath: str | None) -> str:
+    """PYTHONPATH for a child process or job that must import this rsb, from a checkout as from an install."""
+    return os.pathsep.join([str(PACKAGE_ROOT)] + [p for p in [pythonpath] if p])

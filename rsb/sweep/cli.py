@@ -17,8 +17,16 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
+import time
 from pathlib import Path
+
+from rsb.envflags import environment_parser
+from rsb.errors import UserError
+from rsb.sweep import slurm, spec as sweepspec, state
+from rsb.sweep.seedjob import SeedJob
+from rsb.sweep.spec import format_seeds, parse_seeds, run_dir_name
 
 
 def _key_value(text: str) -> tuple[str, str]:
@@ -35,19 +43,15 @@ def parse_args(argv=None):
 
     la = sub.add_parser("launch", help="submit (Slurm) or run (here) one training per seed",
                         description="Submit (Slurm) or run (here) one training per seed. Recipe overrides "
-                                    "(section.key=value) come after the flags, or after --.")
-    la.add_argument("--recipe", default="a2", help="a1, a2, a3 or a recipe .yaml (default a2)")
+                                    "(section.key=value) come after the flags, or after --.",
+                        parents=[environment_parser()])  # --recipe, --data, --workers, --device as train.py's
     la.add_argument("--seeds", required=True, help="seeds: 1-100, 1,5,9 or 1-10,20,30-32")
     la.add_argument("--out", type=Path, required=True, help="sweep folder (one run folder per seed inside)")
-    la.add_argument("--data", type=Path, help="ImageNet folder with train/ and val/ (default: built-in sample)")
     la.add_argument("--imagenet-v2", type=Path, metavar="PATH", help="ImageNet-V2 folder or .tar.gz, scored "
                                                                      "by the report")
     la.add_argument("--cluster", default="auto", choices=["auto", "local", "slurm"],
                     help="where the jobs run (default auto: Slurm if sbatch and srun are found, else here)")
     la.add_argument("--max-parallel", type=int, help="seeds running at once (default: 1 here, no limit on Slurm)")
-    la.add_argument("--workers", type=int, help="loader processes per training process (default: its CPUs, "
-                                                "max 8)")
-    la.add_argument("--device", default="auto", help="auto (default), cpu, cuda")
     sl = la.add_argument_group("Slurm (ignored with --cluster local)")
     sl.add_argument("--partition", help="Slurm partition (default: the cluster's)")
     sl.add_argument("--nodes", type=int, default=1, help="nodes per seed (default 1)")
@@ -80,47 +84,39 @@ def parse_args(argv=None):
 
 
 def _positive(name: str, value) -> None:
-    from rsb.errors import UserError
     if value is not None and value <= 0:
         raise UserError(f"{name} must be positive, got {value}.")
 
 
 def run(args) -> int:
-    from rsb.errors import UserError
     if args.command == "launch":
-        from rsb.sweep.launch import launch
-        from rsb.sweep.seeds import parse_seeds
-        from rsb.sweep.spec import Executor
         for name in ("max_parallel", "nodes", "cpus_per_task", "mem_gb", "timeout_min"):
             _positive("--" + name.replace("_", "-"), getattr(args, name))
         if args.workers is not None and args.workers < 0:
             raise UserError(f"--workers must be 0 or more, got {args.workers}.")
         if args.gpus_per_node < 0:
             raise UserError(f"--gpus-per-node must be 0 or more, got {args.gpus_per_node}.")
-        ex = Executor(cluster=args.cluster, partition=args.partition, nodes=args.nodes,
+        ex = sweepspec.Executor(cluster=args.cluster, partition=args.partition, nodes=args.nodes,
                       gpus_per_node=args.gpus_per_node, cpus_per_task=args.cpus_per_task, mem_gb=args.mem_gb,
                       timeout_min=args.timeout_min, max_parallel=args.max_parallel, workers=args.workers,
                       device=args.device)
         return launch(args.recipe, parse_seeds(args.seeds), args.out, args.data, args.imagenet_v2,
                       args.overrides, ex, dry_run=args.dry_run, slurm_extra=dict(args.slurm) or None)
     if args.command == "status":
-        from rsb.sweep import status
-        spec, statuses = status.collect(args.out)
+        spec, statuses = state.collect(args.out)
         if args.json:
-            print(json.dumps(status.as_json(spec, statuses), indent=2))
+            print(json.dumps(state.as_json(spec, statuses), indent=2))
         else:
-            print(status.format_table(spec, args.out, statuses))
+            print(state.format_table(spec, args.out, statuses))
         return 0
     if args.command == "report":
-        from rsb.sweep.report import REPORT_DIR, build_report
+        from rsb.sweep.report import REPORT_DIR, build_report  # numpy and matplotlib: only for the report
         doc = build_report(args.out, args.device, args.workers, args.batch_size)
         print()
         print("\n".join(doc["summary"]))
         print(f"report written to {args.out / REPORT_DIR} (report.md, seeds.csv, report.json, "
               f"{', '.join(doc['figures'])})")
         return 0
-    from rsb.sweep import spec as sweepspec
-    from rsb.sweep.job import SeedJob
     s = sweepspec.load(args.out)
     if args.seed not in s.seeds:
         raise UserError(f"seed {args.seed} is not part of the sweep in {args.out}; launch it with --seeds.")
@@ -128,9 +124,107 @@ def run(args) -> int:
     return 0
 
 
+# ---- the launch command ----------------------------------------------------------------------------------------
+def resolve_cluster(cluster: str) -> str:
+    if cluster not in ("auto", "local", "slurm"):
+        raise UserError(f"--cluster must be auto, local or slurm, got '{cluster}'.")
+    if cluster == "auto":
+        return "slurm" if slurm.slurm_available() else "local"
+    return cluster
+
+
+def _check_paths(data, imagenet_v2) -> None:
+    if data is not None and not Path(data).is_dir():
+        raise UserError(f"data folder {data} does not exist; give the ImageNet folder holding train/ and val/.")
+    if imagenet_v2 is not None and not Path(imagenet_v2).exists():
+        raise UserError(f"ImageNet-V2 path {imagenet_v2} does not exist.")
+
+
+def _other_local_launcher(out: Path) -> int | None:
+    """A local launch still running this sweep (its pid), so that two never train one folder."""
+    for rec in state.load_jobs(out).values():
+        pid = rec.get("launcher_pid")
+        if rec.get("cluster") == "local" and state.on_this_host(rec) and pid != os.getpid() and state.pid_alive(pid):
+            return pid
+    return None
+
+
+def describe_plan(p: state.Plan, total: int) -> list[str]:
+    lines = []
+    if p.finished:
+        lines.append(f"skipping {len(p.finished)} finished seed(s): {format_seeds(p.finished)}")
+    if p.active:
+        lines.append(f"leaving {len(p.active)} queued or running seed(s) alone: {format_seeds(p.active)}")
+    fresh = sorted(set(p.submit) - set(p.resume))
+    if fresh:
+        lines.append(f"starting {len(fresh)} seed(s): {format_seeds(fresh)}")
+    if p.resume:
+        lines.append(f"resuming {len(p.resume)} seed(s) from their last checkpoint: {format_seeds(p.resume)}")
+    if p.retry:
+        lines.append(f"retrying {len(p.retry)} failed seed(s): {format_seeds(p.retry)} (the last error is "
+                     f"kept in {state.FAILED_PREVIOUS})")
+    if not p.submit:
+        lines.append(f"nothing to submit: all {total} seed(s) are finished, queued or running")
+    return lines
+
+
+def launch(recipe: str, seeds: list[int], out: Path, data, imagenet_v2, overrides: list[str],
+           executor: sweepspec.Executor, dry_run: bool = False, slurm_extra: dict | None = None,
+           log=print) -> int:
+    """Check and record the sweep definition, decide which seeds to run, then submit them to Slurm or run them
+    here. Exit status: 0 when everything submitted was submitted (Slurm) or finished (local), 1 otherwise."""
+    out = Path(out)
+    executor.cluster = resolve_cluster(executor.cluster)
+    if executor.cluster == "slurm" and not dry_run:
+        slurm.check_ready()
+    _check_paths(data, imagenet_v2)
+    new = sweepspec.make_spec(recipe, seeds, overrides, data, imagenet_v2, executor)
+    if (out / sweepspec.SPEC_NAME).is_file():
+        new = sweepspec.merge(sweepspec.load(out), new, out)
+    pid = _other_local_launcher(out)
+    if pid is not None:
+        raise UserError(f"another launch (pid {pid}) is running this sweep on this machine; wait for it or "
+                        f"stop it (Ctrl-C) before launching again.")
+    p = state.plan_seeds(out, seeds, new.epochs)
+    log(f"sweep {out}: recipe {Path(new.recipe).stem}, {new.epochs} epochs, "
+        f"{'built-in sample data' if new.sample else new.data}, {executor.cluster}")
+    for line in describe_plan(p, len(seeds)):
+        log(line)
+    if dry_run:
+        return 0
+    sweepspec.save(new, out)
+    if not p.submit:
+        return 0
+    if executor.cluster == "slurm":
+        ids = slurm.submit(new, out, p.submit, slurm_extra)
+        _retire_failed(out, p.submit)  # only once resubmitted: a refused submission leaves the errors visible
+        records = state.load_jobs(out)
+        for seed, job_id in ids.items():
+            records[seed] = {"cluster": "slurm", "job_id": job_id, "submitted": time.time()}
+        state.save_jobs(out, records)
+        first, last = ids[p.submit[0]], ids[p.submit[-1]]
+        log(f"submitted {len(ids)} job(s) ({first}{' .. ' + last if len(ids) > 1 else ''}); logs in "
+            f"{out / slurm.LOG_FOLDER}; follow with: python -m rsb.sweep status {out}")
+        return 0
+    from rsb.sweep.local import run_local  # torch, for the GPUs to share out
+    _retire_failed(out, p.submit)
+    if new.sample:
+        from rsb.data.sample import ensure_sample_dataset
+        ensure_sample_dataset()  # drawn once here, not by several seeds at the same time
+    results = run_local(out, p.submit, new.epochs, executor.max_parallel or 1, log=log)
+    done = [s for s in p.submit if state.is_finished(out / run_dir_name(s), new.epochs)]
+    log(f"{len(done)} of {len(p.submit)} seed(s) finished in this launch; "
+        f"status: python -m rsb.sweep status {out}; report: python -m rsb.sweep report {out}")
+    return 0 if len(done) == len(results) == len(p.submit) else 1
+
+
+def _retire_failed(out: Path, seeds: list[int]) -> None:
+    for seed in seeds:
+        state.retire_failed(out / run_dir_name(seed))
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
-    from rsb.errors import UserError
     try:
         return run(args)
     except UserError as e:

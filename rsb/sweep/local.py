@@ -18,10 +18,9 @@ from collections import deque
 from pathlib import Path
 
 from rsb.distributed import usable_cpus
-from rsb.sweep import jobs, runfiles
-from rsb.sweep.seeds import run_dir_name
+from rsb.sweep import pythonpath_with_package, state
+from rsb.sweep.spec import run_dir_name
 
-PACKAGE_ROOT = Path(__file__).resolve().parents[2]  # the folder holding rsb/, for the children's imports
 STOP_WAIT_S = 600  # after Ctrl-C: time the children get to finish their step and save
 
 
@@ -37,7 +36,7 @@ def _visible_gpus() -> list[str]:
 
 def child_env(max_parallel: int, slot: int, gpus: list[str]) -> dict[str, str]:
     env = dict(os.environ, PYTHONUNBUFFERED="1")
-    env["PYTHONPATH"] = os.pathsep.join([str(PACKAGE_ROOT)] + [p for p in [env.get("PYTHONPATH")] if p])
+    env["PYTHONPATH"] = pythonpath_with_package(env.get("PYTHONPATH"))
     if "OMP_NUM_THREADS" not in os.environ:  # N trainings on C cores: C/N threads each, not C each
         cpus = usable_cpus()
         env["OMP_NUM_THREADS"] = str(max(1, cpus // max_parallel))
@@ -47,16 +46,16 @@ def child_env(max_parallel: int, slot: int, gpus: list[str]) -> dict[str, str]:
 
 
 def outcome(run_dir: Path, epochs: int, rc: int) -> str:
-    if rc == 0 and runfiles.is_finished(run_dir, epochs):
-        s = runfiles.read_summary(run_dir) or {}
+    if rc == 0 and state.is_finished(run_dir, epochs):
+        s = state.read_summary(run_dir) or {}
         top1 = s.get("final_val_top1")
         return "finished" + (f" (final val top-1 {top1:.2f})" if top1 is not None else "")
-    failed = runfiles.read_failed(run_dir)
+    failed = state.read_failed(run_dir)
     if failed:
-        return f"failed: {runfiles.failure_reason(failed)}"
+        return f"failed: {state.failure_reason(failed)}"
     if rc > 128:
         return f"stopped by {signal.Signals(rc - 128).name}, checkpoint saved; the same command resumes it"
-    return f"ended with exit status {rc}; see {run_dir / runfiles.LOG}"
+    return f"ended with exit status {rc}; see {run_dir / state.LOG}"
 
 
 def run_local(out: Path, seeds: list[int], epochs: int, max_parallel: int = 1, log=print,
@@ -65,10 +64,10 @@ def run_local(out: Path, seeds: list[int], epochs: int, max_parallel: int = 1, l
     Ctrl-C or SIGTERM stops them all (each saves a checkpoint) and raises KeyboardInterrupt."""
     out = Path(out).resolve()
     max_parallel = max(1, int(max_parallel))
-    records = jobs.load_jobs(out)
+    records = state.load_jobs(out)
     for seed in seeds:
-        records[seed] = jobs.local_record()
-    jobs.save_jobs(out, records)
+        records[seed] = state.local_record()
+    state.save_jobs(out, records)
     gpus = _visible_gpus()
     pending, running, results = deque(seeds), {}, {}
     free = list(range(max_parallel))
@@ -79,7 +78,7 @@ def run_local(out: Path, seeds: list[int], epochs: int, max_parallel: int = 1, l
                 seed, slot = pending.popleft(), free.pop(0)
                 run_dir = out / run_dir_name(seed)
                 run_dir.mkdir(parents=True, exist_ok=True)
-                logf = open(run_dir / runfiles.LOG, "a")
+                logf = open(run_dir / state.LOG, "a")
                 logf.write(f"\n==== seed {seed}: started {time.strftime('%Y-%m-%d %H:%M:%S')} ====\n")
                 logf.flush()
                 cmd = [sys.executable, "-m", "rsb.sweep", "job", str(out), str(seed),
@@ -88,8 +87,8 @@ def run_local(out: Path, seeds: list[int], epochs: int, max_parallel: int = 1, l
                                         env=child_env(max_parallel, slot, gpus))
                 running[seed] = (proc, logf, slot)
                 records[seed]["job_id"] = f"local:{proc.pid}"
-                jobs.save_jobs(out, records)
-                log(f"seed {seed}: started (pid {proc.pid}); output in {run_dir / runfiles.LOG}")
+                state.save_jobs(out, records)
+                log(f"seed {seed}: started (pid {proc.pid}); output in {run_dir / state.LOG}")
             time.sleep(poll_s)
             for seed, (proc, logf, slot) in list(running.items()):
                 rc = proc.poll()
@@ -107,7 +106,7 @@ def run_local(out: Path, seeds: list[int], epochs: int, max_parallel: int = 1, l
         signal.signal(signal.SIGTERM, old_term)
         for seed in seeds:  # no job of this launch is queued any more, even if this process lives on
             records[seed]["launcher_pid"] = None
-        jobs.save_jobs(out, records)
+        state.save_jobs(out, records)
     return results
 
 

@@ -11,12 +11,12 @@ import json
 import os
 from pathlib import Path
 
-from rsb import runfolder
+from rsb import plots, runfolder
 from rsb.errors import UserError
-from rsb.sweep import plots, runfiles, stats
-from rsb.sweep.evaluate import score_seeds
-from rsb.sweep.seeds import format_seeds, run_dir_name
-from rsb.sweep.status import collect
+from rsb.sweep import stats
+from rsb.sweep.scores import score_seeds
+from rsb.sweep.spec import format_seeds, run_dir_name
+from rsb.sweep.state import collect, first_epoch_loss
 
 COLUMNS = ["seed", "val_top1", "val_top5", "v2_top1", "v2_top5", "gap", "first_epoch_loss", "data_order"]
 STATISTICS = [("val_top1", "ImageNet-val top-1"), ("v2_top1", "ImageNet-V2 top-1"),
@@ -29,7 +29,7 @@ def seed_rows(out: Path, seeds: list[int], scores: dict[int, dict]) -> list[dict
     for seed in seeds:
         s = scores[seed]
         rows.append({"seed": seed, **{k: s.get(k) for k in COLUMNS[1:6]},
-                     "first_epoch_loss": runfiles.first_epoch_loss(out / run_dir_name(seed)),
+                     "first_epoch_loss": first_epoch_loss(out / run_dir_name(seed)),
                      "data_order": s.get("data_order")})
     return rows
 
@@ -134,7 +134,7 @@ def make_plots(out: Path, folder: Path, rows: list[dict], analysis: dict, title:
         vals = [r[key] for r in rows if r.get(key) is not None]
         if vals:
             plots.histogram(vals, folder / f"hist_{key}.png", f"{label} at the final epoch, {len(vals)} seeds",
-                            f"{label} (%)")
+                            f"{label} (%)", "seeds")
             made.append(f"hist_{key}.png")
     pairs = [r for r in rows if r.get("val_top1") is not None and r.get("v2_top1") is not None]
     if pairs:
@@ -144,8 +144,9 @@ def make_plots(out: Path, folder: Path, rows: list[dict], analysis: dict, title:
         plots.scatter([r["seed"] for r in pairs], [r["val_top1"] for r in pairs], [r["v2_top1"] for r in pairs],
                       folder / "val_vs_v2.png", heading, "ImageNet-val top-1 (%)", "ImageNet-V2 top-1 (%)")
         made.append("val_vs_v2.png")
-    metrics = {r["seed"]: runfolder.read_metrics(out / run_dir_name(r["seed"])) for r in rows}
-    plots.curves(metrics, folder / "curves.png", f"{title}: training curves of {len(metrics)} seeds")
+    metrics = {f"seed {r['seed']}": runfolder.read_metrics(out / run_dir_name(r["seed"])) for r in rows}
+    plots.curves(metrics, folder / "curves.png", f"{title}: training curves of {len(metrics)} seeds",
+                 plots.SWEEP_PANELS)
     made.append("curves.png")
     return made
 

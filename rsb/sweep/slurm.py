@@ -6,11 +6,12 @@ import shutil
 from pathlib import Path
 
 from rsb.errors import UserError
-from rsb.sweep.job import SeedJob
-from rsb.sweep.local import PACKAGE_ROOT
+from rsb.sweep import PACKAGE_ROOT
+from rsb.sweep.seedjob import PREEMPT_SIGNAL, SeedJob
 from rsb.sweep.spec import Executor, SweepSpec
 
-SIGNAL_DELAY_S = 180  # USR2 this long before the time limit: room to finish a step and write a checkpoint
+SIGNAL_DELAY_S = 180  # the signal this long before the time limit: room to finish a step and write a checkpoint
+SIGNAL_NAME = PREEMPT_SIGNAL.name.removeprefix("SIG")  # "USR2", as sbatch and submitit spell it
 LOG_FOLDER = "submitit"
 
 
@@ -23,11 +24,14 @@ def executor_parameters(ex: Executor, name: str, extra: dict | None = None) -> d
     params = dict(name=name, nodes=ex.nodes, tasks_per_node=max(1, ex.gpus_per_node),
                   gpus_per_node=ex.gpus_per_node or None, cpus_per_task=ex.cpus_per_task,
                   timeout_min=int(ex.timeout_min), mem_gb=ex.mem_gb, slurm_partition=ex.partition,
-                  slurm_array_parallelism=ex.max_parallel, slurm_signal_delay_s=SIGNAL_DELAY_S,
-                  # the job's Python must import this rsb even when it is not installed (a checkout)
-                  slurm_setup=[f'export PYTHONPATH="{PACKAGE_ROOT}${{PYTHONPATH:+:$PYTHONPATH}}"'])
-    if extra:
-        params["slurm_additional_parameters"] = dict(extra)
+                  slurm_array_parallelism=ex.max_parallel,
+                  # The preemption signal on both ends, not submitit's pick (from $SUBMITIT_PREEMPT_SIGNAL of the
+                  # shell that submits, and of the job): sbatch sends PREEMPT_SIGNAL, submitit's handler in the
+                  # job is bound to it, and SeedJob re-raises it into that handler.
+                  slurm_additional_parameters={"signal": f"{SIGNAL_NAME}@{SIGNAL_DELAY_S}", **(extra or {})},
+                  slurm_setup=[f"export SUBMITIT_PREEMPT_SIGNAL={SIGNAL_NAME}",
+                               # the job's Python must import this rsb even when it is not installed (a checkout)
+                               f'export PYTHONPATH="{PACKAGE_ROOT}${{PYTHONPATH:+:$PYTHONPATH}}"'])
     return {k: v for k, v in params.items() if v is not None}
 
 

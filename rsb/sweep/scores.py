@@ -1,5 +1,6 @@
-"""Final-epoch scores of finished seeds on val and V2, through validate.py (the project's one evaluator) on
-each run's last.pt, not best.pt: the seed study compares where training ended, not a choice made on val.
+"""Final-epoch scores of finished seeds on val and V2, through `python -m rsb.validate` (the project's one
+evaluator, rsb.evaluation) on each run's last.pt, not best.pt: the seed study compares where training ended,
+not a choice made on val.
 
 Scores are cached per seed in <out>/report/scores/seed_NNNN.json, keyed by the checkpoint's size and
 modification time and by the data sets, so a second report scores only what is new or changed."""
@@ -18,16 +19,15 @@ import yaml
 
 from rsb import runfolder
 from rsb.errors import UserError
-from rsb.sweep.seeds import run_dir_name
-from rsb.sweep.spec import SweepSpec
+from rsb.sweep import pythonpath_with_package
+from rsb.sweep.spec import SweepSpec, run_dir_name
 
-PACKAGE_ROOT = Path(__file__).resolve().parents[2]  # the folder holding the rsb package
-CHUNK = 10  # checkpoints per validate.py run
+CHUNK = 10  # checkpoints per rsb.validate run
 SCORES = ("val_top1", "val_top5", "v2_top1", "v2_top5", "gap", "epoch", "v2_set", "val_images", "v2_images")
 
 
 def data_flags(spec: SweepSpec) -> list[str]:
-    """validate.py's data flags for the sweep's data: none for a sample sweep (it scores the sample's val and
+    """rsb.validate's data flags for the sweep's data: none for a sample sweep (it scores the sample's val and
     V2 splits itself)."""
     flags = []
     if spec.data is not None:
@@ -75,7 +75,7 @@ def _read_cache(path: Path) -> dict | None:
 
 def score_seeds(spec: SweepSpec, out: Path, seeds: list[int], cache_dir: Path, device: str = "auto",
                 workers: int | None = None, batch_size: int | None = None, log=print) -> dict[int, dict]:
-    """{seed: scores} for finished seeds: from the cache, else from validate.py (CHUNK checkpoints a run)."""
+    """{seed: scores} for finished seeds: from the cache, else from rsb.validate (CHUNK checkpoints a run)."""
     out, cache_dir = Path(out), Path(cache_dir)
     cache_dir.mkdir(parents=True, exist_ok=True)
     flags = data_flags(spec)
@@ -118,8 +118,7 @@ def _run_validate(ckpts: list[Path], flags: list[str], work: Path, device: str, 
     # (a validate.py found by its file path exists only in a checkout).
     cmd = [sys.executable, "-m", "rsb.validate", *map(str, ckpts), *flags, "--out-dir", str(work), "--quiet",
            "--device", device]
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(PACKAGE_ROOT),
-                                                                     os.environ.get("PYTHONPATH")])))
+    env = dict(os.environ, PYTHONPATH=pythonpath_with_package(os.environ.get("PYTHONPATH")))
     if workers is not None:
         cmd += ["--workers", str(workers)]
     if batch_size is not None:

@@ -1,11 +1,12 @@
-"""The job function: train one seed in the process it runs in, as one rank of a DDP run when the job has
-several tasks. The same object runs under Slurm (submitit pickles it into the job), under the local runner
-(`python -m rsb.sweep job OUT SEED`) and by hand.
+"""The job a runner executes for one seed: train it in the process the job runs in, as one rank of a DDP run
+when the job has several tasks. The same object runs under Slurm (submitit pickles it into the job), under the
+local runner (`python -m rsb.sweep job OUT SEED`) and by hand.
 
-Preemption and time limits: submitit asks for a signal (USR2) shortly before Slurm stops a job. The trainer
-catches it, finishes its step, writes a mid-epoch last.pt and exits with 128 + signal; the job then re-raises
-the signal into submitit's own handler (the trainer restores it on the way out), which calls checkpoint() and
-requeues the job. The requeued job builds the same config, and the trainer resumes from the run folder.
+Preemption and time limits: Slurm sends PREEMPT_SIGNAL shortly before it stops a job (rsb.sweep.slurm asks for
+it). The trainer catches it, finishes its step, writes a mid-epoch last.pt and exits with 128 + signal; the job
+then re-raises the signal into submitit's own handler (the trainer restores it on the way out), which calls
+checkpoint() and requeues the job. The requeued job builds the same config, and the trainer resumes from the run
+folder.
 """
 from __future__ import annotations
 
@@ -13,13 +14,18 @@ import os
 import signal
 from pathlib import Path
 
-from rsb.distributed import default_workers, master_port_for_job
-from rsb.sweep import runfiles
-from rsb.sweep.seeds import run_dir_name
+from rsb.sweep import state
+from rsb.sweep.spec import run_dir_name, seed_config
+
+# The signal that means "save and requeue", named here rather than asked of submitit (its JobEnvironment._usr_sig()
+# is private): rsb.sweep.slurm puts it in the sbatch --signal and in the job's SUBMITIT_PREEMPT_SIGNAL, the
+# variable submitit's handler is bound by (default USR2). USR2, not USR1: NCCL may catch USR1.
+PREEMPT_SIGNAL = signal.SIGUSR2
 
 
 def ddp_environment(env) -> dict[str, str]:
     """torch.distributed's variables from a submitit JobEnvironment, for rsb.distributed.init to read."""
+    from rsb.distributed import master_port_for_job
     return {"RANK": str(env.global_rank), "WORLD_SIZE": str(env.num_tasks), "LOCAL_RANK": str(env.local_rank),
             "MASTER_ADDR": str(env.hostnames[0]), "MASTER_PORT": str(master_port_for_job(env.raw_job_id))}
 
@@ -43,27 +49,27 @@ class SeedJob:
         return Path(self.params["sweep_dir"]) / run_dir_name(self.params["seed"])
 
     def _environment(self) -> tuple[int, int, str, int | None]:
-        """Set rank variables for rsb.distributed; (rank, world size, job id, submitit's requeue signal or
-        None)."""
+        """Set rank variables for rsb.distributed; (rank, world size, job id, the requeue signal or None)."""
         if os.environ.get("SUBMITIT_EXECUTOR"):
             import submitit
             env = submitit.JobEnvironment()
             os.environ.update(ddp_environment(env))
-            return env.global_rank, env.num_tasks, env.job_id, env._usr_sig()
+            return env.global_rank, env.num_tasks, env.job_id, PREEMPT_SIGNAL
         # A single process: also shields the run from rank variables of an enclosing torchrun or srun.
         os.environ.update(RANK="0", WORLD_SIZE="1", LOCAL_RANK="0")
         return 0, 1, f"local:{os.getpid()}", None
 
     def __call__(self) -> dict:
-        from rsb.sweep.spec import seed_config
+        # torch loads here, where the job runs, not in the commands that submit or follow it
+        from rsb.distributed import default_workers
         from rsb.trainer import RunEnv, train
         p = self.params
         rank, world, job_id, requeue_signal = self._environment()
         run_dir = self.run_dir
         if rank == 0:
             run_dir.mkdir(parents=True, exist_ok=True)
-            runfiles.retire_failed(run_dir)
-            runfiles.write_running(run_dir, job_id, world)
+            state.retire_failed(run_dir)
+            state.write_running(run_dir, job_id, world)
         try:
             cfg = seed_config(p["recipe"], p["overrides"], p["data"] is None, p["seed"])
             workers = p["workers"] if p["workers"] is not None else default_workers(p["cpu_share"])  # train.py's rule
@@ -77,12 +83,12 @@ class SeedJob:
         except KeyboardInterrupt:
             raise
         except BaseException as e:
-            if runfiles.read_failed(run_dir) is None:  # the first error of the job's ranks: the cause, usually
-                runfiles.write_failed(run_dir, e, job_id, rank)
+            if state.read_failed(run_dir) is None:  # the first error of the job's ranks: the cause, usually
+                state.write_failed(run_dir, e, job_id, rank)
             raise
         finally:
             if rank == 0:
-                runfiles.clear_running(run_dir)
+                state.clear_running(run_dir)
 
     def checkpoint(self, *args, **kwargs):
         """Called by submitit on preemption or timeout: resubmit the same seed; the trainer's last.pt (saved

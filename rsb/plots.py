@@ -1,0 +1,85 @@
+"""Figures as PNG files: training curves of one run or many, histograms and scatter plots. matplotlib's object
+API (Figure, no pyplot), so no global backend or figure state is touched."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
+
+# Panels of curves(): (title, metrics.csv columns drawn in it)
+RUN_PANELS = (("train loss", ("train_loss",)), ("learning rate", ("lr",)),
+              ("val top-1, top-5 (%)", ("val_top1", "val_top5")))
+SWEEP_PANELS = (("val top-1 (%)", ("val_top1",)), ("train loss", ("train_loss",)))
+LINE_NAMES = {"val_top1": "top-1", "val_top5": "top-5"}  # a column's name in the legend of a panel of several
+LEGEND_MAX_RUNS = 10  # more runs than this: a legend would hide the lines
+
+
+def _save(fig: Figure, path: Path) -> Path:
+    fig.tight_layout()
+    fig.savefig(path, dpi=100, format="png")
+    return Path(path)
+
+
+def _points(rows: list[dict], column: str) -> tuple[list[int], list[float]]:
+    pts = [(int(r["epoch"]), float(r[column])) for r in rows if r.get(column) not in ("", None, "nan")]
+    return [p[0] for p in pts], [p[1] for p in pts]
+
+
+def curves(runs: dict[str, list[dict]], path: Path, title: str, panels=RUN_PANELS) -> Path:
+    """metrics.csv columns against epoch, one panel per (title, columns) of `panels`, one line per run and
+    column. `runs` maps a name (shown in the legend when there are several) to the run's metrics.csv rows."""
+    fig = Figure(figsize=(4.4 * len(panels), 3.8))
+    axes = fig.subplots(1, len(panels), squeeze=False)[0]
+    legend_drawn = False
+    for ax, (label, columns) in zip(axes, panels):
+        for name, rows in runs.items():
+            for column in columns:
+                x, y = _points(rows, column)
+                if not x:
+                    continue
+                parts = ([str(name)] if len(runs) > 1 else []) + ([LINE_NAMES.get(column, column)]
+                                                                  if len(columns) > 1 else [])
+                ax.plot(x, y, linewidth=1, alpha=0.8, marker="o" if len(x) <= 20 else None, markersize=3,
+                        label=", ".join(parts) or None)
+        ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.set_title(label)
+        ax.grid(alpha=0.3)
+        # one legend, on the first panel whose lines have names: the names are the same in every panel
+        if not legend_drawn and len(runs) <= LEGEND_MAX_RUNS and ax.get_legend_handles_labels()[1]:
+            ax.legend(fontsize=7)
+            legend_drawn = True
+    fig.suptitle(title)
+    return _save(fig, path)
+
+
+def histogram(values: list[float], path: Path, title: str, xlabel: str, ylabel: str = "count") -> Path:
+    fig = Figure(figsize=(5.5, 3.8))
+    ax = fig.add_subplot()
+    bins = max(5, min(20, len(values) // 3))
+    ax.hist(values, bins=bins, color="tab:blue", alpha=0.8, edgecolor="white")
+    if values:
+        mean = sum(values) / len(values)
+        ax.axvline(mean, color="black", linestyle="--", linewidth=1, label=f"mean {mean:.2f}")
+        ax.legend()
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.yaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_title(title)
+    return _save(fig, path)
+
+
+def scatter(labels: list, x: list[float], y: list[float], path: Path, title: str, xlabel: str,
+            ylabel: str) -> Path:
+    fig = Figure(figsize=(5.5, 4.5))
+    ax = fig.add_subplot()
+    ax.scatter(x, y, color="tab:orange", edgecolor="black", linewidth=0.5)
+    if len(labels) <= 30:  # point labels stay legible for small sets only
+        for s, a, b in zip(labels, x, y):
+            ax.annotate(str(s), (a, b), textcoords="offset points", xytext=(3, 3), fontsize=7)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    return _save(fig, path)
