@@ -141,10 +141,17 @@ def test_relaunch_with_other_settings_is_refused(tmp_path):
     same = sweepspec.merge(sweepspec.load(tmp_path), sweepspec.make_spec("a2", [3], ["sched.epochs=2"], None,
                                                                          None, ex), tmp_path)
     assert same.seeds == [1, 2, 3] and same.epochs == 2
-    with pytest.raises(UserError, match="sched.epochs"):
+    with pytest.raises(UserError, match=r"other recipe values \(sched.epochs\); give a new --out .*--resume-changed"):
         sweepspec.merge(first, sweepspec.make_spec("a2", [1], ["sched.epochs=3"], None, None, ex), tmp_path)
+    # --resume-changed continues the sweep with the new values on purpose, and hands the flag to each seed's run.
+    on_purpose = sweepspec.Executor(resume_changed=True)
+    longer = sweepspec.merge(first, sweepspec.make_spec("a2", [1], ["sched.epochs=3"], None, None, on_purpose),
+                             tmp_path)
+    assert longer.epochs == 3 and longer.seeds == [1, 2]
+    assert SeedJob.from_spec(longer, tmp_path, 1).params["resume_changed"] is True
+    assert SeedJob.from_spec(first, tmp_path, 1).params["resume_changed"] is False
     with pytest.raises(UserError, match="recipe"):
-        sweepspec.merge(first, sweepspec.make_spec("a3", [1], ["sched.epochs=2"], None, None, ex), tmp_path)
+        sweepspec.merge(first, sweepspec.make_spec("a3", [1], ["sched.epochs=2"], None, None, on_purpose), tmp_path)
     with pytest.raises(UserError, match="train.seed"):
         sweepspec.make_spec("a2", [1], ["train.seed=4"], None, None, ex)
     assert cli.main(["status", str(tmp_path / "nowhere")]) == 2

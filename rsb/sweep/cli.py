@@ -64,6 +64,8 @@ def parse_args(argv=None):
     sl.add_argument("--slurm", action="append", type=_key_value, default=[], metavar="KEY=VALUE",
                     help="any other sbatch option, e.g. --slurm account=myproj --slurm qos=high")
     la.add_argument("--dry-run", action="store_true", help="print what would be submitted, submit nothing")
+    la.add_argument("--resume-changed", action="store_true",
+                    help="continue a sweep whose recipe values differ from these (refused without this flag)")
     la.add_argument("overrides", nargs="*", metavar="section.key=value", help="recipe overrides")
 
     st = sub.add_parser("status", help="the state of every seed")
@@ -99,7 +101,7 @@ def run(args) -> int:
         ex = sweepspec.Executor(cluster=args.cluster, partition=args.partition, nodes=args.nodes,
                       gpus_per_node=args.gpus_per_node, cpus_per_task=args.cpus_per_task, mem_gb=args.mem_gb,
                       timeout_min=args.timeout_min, max_parallel=args.max_parallel, workers=args.workers,
-                      device=args.device)
+                      device=args.device, resume_changed=args.resume_changed)
         return launch(args.recipe, parse_seeds(args.seeds), args.out, args.data, args.imagenet_v2,
                       args.overrides, ex, dry_run=args.dry_run, slurm_extra=dict(args.slurm) or None)
     if args.command == "status":

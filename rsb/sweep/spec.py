@@ -71,6 +71,7 @@ class Executor:
     max_parallel: int | None = None  # None: 1 locally, no limit (submitit's 256) on Slurm
     workers: int | None = None       # loader processes per training process; None: from the CPUs available
     device: str = "auto"
+    resume_changed: bool = False     # this launch continues the seeds with changed recipe values, on purpose
 
 
 @dataclass
@@ -149,13 +150,17 @@ def _diff(old: dict, new: dict, prefix: str = "") -> list[str]:
 
 def merge(old: SweepSpec, new: SweepSpec, out: Path) -> SweepSpec:
     """A relaunch must run the same study: same recipe, data and resolved recipe values. Seeds are added to the
-    sweep; the executor settings and the overrides are the new ones (they may change run policy, `run.*`)."""
+    sweep; the executor settings and the overrides are the new ones (they may change run policy, `run.*`). Other
+    recipe values only with --resume-changed, as train.py's rule for one run folder."""
     changed = [name for name in ("recipe", "data", "imagenet_v2") if getattr(old, name) != getattr(new, name)]
-    changed += _diff(old.config, new.config)
-    if changed:
+    if changed:  # no flag turns these into the same study
+        raise UserError(f"{out} holds a sweep of another {' and '.join(changed)}; relaunch it with the same "
+                        f"recipe and data, or use another --out.")
+    changed = _diff(old.config, new.config)
+    if changed and not new.executor.resume_changed:
         shown = ", ".join(changed[:6]) + (", ..." if len(changed) > 6 else "")
-        raise UserError(f"{out} holds a sweep with other settings (these differ: {shown}); relaunch it with the "
-                        f"same recipe, data and overrides, or use another --out.")
+        raise UserError(f"{out} holds a sweep with other recipe values ({shown}); give a new --out for a new "
+                        f"sweep, or add --resume-changed to continue its seeds with these values.")
     return dataclasses.replace(new, seeds=sorted(set(old.seeds) | set(new.seeds)))
 
 
