@@ -129,8 +129,8 @@ class Trainer:
         self.optimizer.load_state_dict(ckpt["optimizer"])
         if self.scaler is not None and ckpt.get("scaler"):
             self.scaler.load_state_dict(ckpt["scaler"])
-        if self.ema is not None and ckpt.get("ema"):
-            self.ema.module.load_state_dict(ckpt["ema"])
+        if self.ema is not None and (ema := checkpoint.ema_state(ckpt)):
+            self.ema.module.load_state_dict(ema)
         self.state = st = checkpoint.TrainState.from_checkpoint(ckpt)
         if ckpt.get("rng"):
             checkpoint.set_rng_state(ckpt["rng"])
@@ -143,7 +143,7 @@ class Trainer:
         return {
             "model": unwrap(self.model).state_dict(), "optimizer": self.optimizer.state_dict(),
             "scaler": self.scaler.state_dict() if self.scaler else None,
-            "ema": self.ema.module.state_dict() if self.ema else None, **self.state.as_dict(),
+            "state_dict_ema": self.ema.module.state_dict() if self.ema else None, **self.state.as_dict(),
             "config": to_dict(self.cfg), "derived": derived_dict(self.derived), "rng": checkpoint.rng_state(),
             "model_name": self.cfg.model.name, "format": "rsb-1",
         }
