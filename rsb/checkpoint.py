@@ -25,6 +25,10 @@ from rsb import runfolder
 from rsb.runfolder import BEST, EPOCH_CHECKPOINTS, LAST, PREV, temporary_for
 
 DIGEST_KEY = "sha256"
+# The EMA weights are stored under timm's name for them, so timm.models.load_checkpoint(model, path, use_ema=True)
+# reads them. timm's load_state_dict takes "state_dict_ema" or "model_ema" (use_ema, when not None), else
+# "state_dict", else "model": our plain weights ("model") are what it loads with use_ema=False or without EMA.
+EMA_KEY = "state_dict_ema"
 
 
 def _feed(h, obj) -> None:
@@ -102,6 +106,11 @@ def load(path: str | Path) -> dict:
         raise UserError(f"checkpoint {path} is corrupt: its contents do not match the SHA-256 digest stored "
                         f"in it.")
     return ckpt
+
+
+def ema_state(ckpt: dict) -> dict | None:
+    """A checkpoint's EMA weights, None when its run had no EMA; older checkpoints stored them as "ema"."""
+    return ckpt.get(EMA_KEY) or ckpt.get("ema") or None
 
 
 def rng_state() -> dict:

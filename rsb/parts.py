@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from rsb.checkpoint import EMA_KEY, ema_state
 from rsb.config import SAMPLE_SCALE_FILE, Config, describe_overlay, sample_scale
 from rsb.data.batch import DeviceBatch
 from rsb.data.folder import ImageFolderIndex
@@ -74,15 +75,15 @@ class TrainingParts:
         """The learned state of the parts, as a checkpoint stores it."""
         return {"model": unwrap(self.model).state_dict(), "optimizer": self.optimizer.state_dict(),
                 "scaler": self.scaler.state_dict() if self.scaler else None,
-                "ema": self.ema.module.state_dict() if self.ema else None}
+                EMA_KEY: self.ema.module.state_dict() if self.ema else None}
 
     def load_state_dict(self, ckpt: dict, source: str) -> None:
         load_state_dict_checked(unwrap(self.model), ckpt["model"], source)
         self.optimizer.load_state_dict(ckpt["optimizer"])
         if self.scaler is not None and ckpt.get("scaler"):
             self.scaler.load_state_dict(ckpt["scaler"])
-        if self.ema is not None and ckpt.get("ema"):
-            self.ema.module.load_state_dict(ckpt["ema"])
+        if self.ema is not None and (ema := ema_state(ckpt)):
+            self.ema.module.load_state_dict(ema)
 
     def weights_finite(self) -> bool:
         return all(torch.isfinite(p).all() for p in unwrap(self.model).parameters())

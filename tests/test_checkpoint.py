@@ -181,6 +181,14 @@ def test_rng_state_through_checkpoint_module(tmp_path):
     assert draw() == a
 
 
+def test_ema_state_reads_timms_key_and_the_older_ema_key():
+    weights = {"w": torch.ones(2)}
+    assert checkpoint.ema_state({"model": {}, "state_dict_ema": weights}) is weights
+    assert checkpoint.ema_state({"model": {}, "ema": weights}) is weights  # checkpoints before the rename
+    assert checkpoint.ema_state({"model": {}, "state_dict_ema": None}) is None
+    assert checkpoint.ema_state({"model": {}}) is None
+
+
 def test_find_resume(tmp_path):
     assert find_resume(tmp_path) is None
     save_atomic(sample_ckpt(), tmp_path / checkpoint.LAST)

@@ -208,8 +208,8 @@ def test_ema_option_is_evaluated(data, tmp_path):
     row = _rows(out)[0]
     assert 0 <= float(row["ema_top1"]) <= 100
     ckpt = torch.load(out / "last.pt", weights_only=True)
-    assert ckpt["ema"] is not None
-    assert any(not torch.equal(ckpt["ema"][k], ckpt["model"][k]) for k in ckpt["model"] if "weight" in k)
+    assert ckpt["state_dict_ema"] is not None and "ema" not in ckpt
+    assert any(not torch.equal(ckpt["state_dict_ema"][k], ckpt["model"][k]) for k in ckpt["model"] if "weight" in k)
 
 
 @pytest.mark.slow

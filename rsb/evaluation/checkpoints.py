@@ -88,11 +88,9 @@ def from_checkpoint(path: Path, ema: bool = False) -> Scorable:
     mcfg = config.get("model") or {}
     name = mcfg.get("name") or ckpt.get("model_name") or "resnet50"
     num_classes = int(mcfg.get("num_classes", 1000))
-    weights = ckpt["model"]
-    if ema:
-        if not ckpt.get("ema"):
-            raise UserError(f"checkpoint {path} holds no EMA weights (its run had train.ema=false).")
-        weights = ckpt["ema"]
+    weights = checkpoint.ema_state(ckpt) if ema else ckpt["model"]
+    if weights is None:  # EMA weights asked for, but the run kept none
+        raise UserError(f"checkpoint {path} holds no EMA weights (its run had train.ema=false).")
     model = create_model(ModelConfig(name=name, num_classes=num_classes))
     load_state_dict_checked(model, weights, f"checkpoint {path}")
     train = config.get("train") or {}
