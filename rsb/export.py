@@ -84,6 +84,8 @@ def export(run_dir: Path, out_dir: Path, ema: bool = False, checkpoint_name: str
     try:
         out_dir.parent.mkdir(parents=True, exist_ok=True)
         save_for_hf(item.model, tmp, model_config=model_config, data_config=data_config, safe_serialization=True)
+        for f in tmp.iterdir():  # safetensors writes owner-only files; an export is for sharing
+            f.chmod(0o644)
         os.replace(tmp, out_dir)  # a rename also replaces an empty folder
     except OSError as e:
         raise UserError(f"cannot write {out_dir} ({e.strerror or e}); check the path and free disk space.") from None

@@ -55,6 +55,7 @@ def test_export_loads_through_timm_local_dir_with_the_run_weights_and_test_setti
     assert export.main([str(ema_run), str(out)]) == 0
     assert "best.pt" in capsys.readouterr().out  # a finished epoch leaves best.pt, exported by default
     assert sorted(p.name for p in out.iterdir()) == ["config.json", "model.safetensors"]
+    assert all(p.stat().st_mode & 0o044 == 0o044 for p in out.iterdir())  # readable by others: for sharing
     ckpt = checkpoint.load(ema_run / "best.pt")
     model = timm.create_model("local-dir:" + str(out), pretrained=True)
     _assert_same_weights(model, ckpt["model"])
