@@ -198,7 +198,7 @@ def _check_value(path: str, value: Any, expected: Any) -> Any:
     """Return value converted to the field's type, or raise UserError naming the key and the expected type."""
     optional = typing.get_origin(expected) is typing.Union and type(None) in typing.get_args(expected)
     if optional:
-        if value is None:
+        if value is None or (isinstance(value, str) and value.lower() == "none"):  # YAML reads None as a string
             return None
         expected = next(a for a in typing.get_args(expected) if a is not type(None))
     if expected is float and isinstance(value, int) and not isinstance(value, bool):

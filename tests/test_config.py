@@ -285,3 +285,38 @@ def test_overrides_may_come_between_and_after_the_flags():
     args = train.parse_args(["optim.lr=1e-3", "--recipe", "a3", "sched.epochs=3", "--workers", "2", "train.seed=4"])
     assert args.recipe == "a3" and args.workers == 2
     assert args.overrides == ["optim.lr=1e-3", "sched.epochs=3", "train.seed=4"]
+
+
+@pytest.mark.parametrize("spelling", ["none", "None", "null", "~"])
+def test_none_and_null_set_an_optional_value_to_nothing(cfg, spelling):
+    assert apply_overrides(cfg, [f"optim.max_grad_norm={spelling}"]).optim.max_grad_norm is None
+    assert apply_overrides(cfg, [f"loss.target_threshold={spelling}"]).loss.target_threshold is None
+    with pytest.raises(UserError, match="sched.epochs must be of type int"):
+        apply_overrides(cfg, [f"sched.epochs={spelling}"])  # not optional: still an error
+
+
+def test_timm_flags_are_answered_with_the_override(capsys):
+    from rsb.train import main, timm_flag_error
+    assert timm_flag_error(["-b", "128"]) == ("'-b 128' is a timm train.py flag; recipe values change through "
+                                              "overrides here: use train.batch_per_device=128 (every key and its "
+                                              "value: --print-config).")
+    assert "use sched.epochs=10 " in timm_flag_error(["--recipe", "a2", "--epochs=10"])
+    assert "use optim.lr=0.1 " in timm_flag_error(["--lr", "0.1"])
+    assert "use model.name=resnet18 " in timm_flag_error(["--model", "resnet18"])
+    assert timm_flag_error(["--amp"]).endswith("use train.amp=true.")
+    assert timm_flag_error(["--channels-last"]).endswith("use model.channels_last=true.")
+    assert timm_flag_error(["-j", "4"]) == "'-j' is timm's spelling; here it is --workers."
+    assert timm_flag_error(["--recipe", "a2", "--workers", "2", "optim.lr=1"]) is None
+    assert main(["-b", "128", "--print-config"]) == 2
+    assert "train.batch_per_device=128" in capsys.readouterr().err
+
+
+def test_help_lists_the_recipe_sections_and_list_recipes(capsys):
+    from rsb.train import main
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    out = capsys.readouterr().out
+    assert "model, data, aug, loss, optim, sched, train, run" in out and "--print-config" in out
+    assert main(["--list-recipes"]) == 0
+    listed = capsys.readouterr().out
+    assert [line.split()[0] for line in listed.splitlines()[:3]] == ["a1", "a2", "a3"]
