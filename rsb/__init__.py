@@ -1,0 +1,7 @@
+"""rsb: the ResNet Strikes Back training procedures (A1, A2, A3) on PyTorch and timm."""
+from importlib import metadata
+
+try:
+    __version__ = metadata.version("rsb")
+except metadata.PackageNotFoundError:  # a checkout on sys.path, not installed
+    __version__ = "0+unknown"

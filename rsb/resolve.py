@@ -8,7 +8,8 @@ included). When batch_per_device x world_size differs, one rule applies (`optim.
   sqrt        lr x sqrt(batch / reference)      (often better for adaptive optimizers like LAMB at small batch)
   none        lr unchanged
 The precision actually used (rsb.precision: the recipe's autocast where the device computes it natively,
-float32 elsewhere) and the sampler's lanes (rsb.data.sampler) are derived here too.
+float32 elsewhere), the sampler's lanes (rsb.data.sampler) and the training input path that runs
+(rsb.data.transforms) are derived here too.
 """
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from dataclasses import asdict, dataclass
 from rsb import precision
 from rsb.config import CHOICES, SAMPLE_SCALE_FILE, Config, check_config, to_dict, to_yaml
 from rsb.data.sampler import lane_count, samples_per_process
+from rsb.data.transforms import BUILD_EXTENSIONS, train_pipeline
 from rsb.errors import UserError
 
 IMAGENET_TRAIN_IMAGES = 1_281_167  # ImageNet-1k train set; used when the data is not read (--print-config)
@@ -40,6 +42,7 @@ class Derived:
     sampler_lanes: int          # virtual replicas the repeated-augmentation sampler deals over
     precision: str              # what the forward pass computes in: bfloat16, float16 (autocast) or float32
     precision_reason: str       # one sentence: why (train.amp and the device's native support)
+    input_path: str             # which training input path runs: fast transform or timm's chain, decoder, C ops
 
 
 def _batch_rule(cfg: Config, per_step: int) -> tuple[int, float, str]:
@@ -83,7 +86,8 @@ def resolve(cfg: Config, world_size: int, train_images: int, prec: precision.Pre
         samples_per_device=samples, steps_per_epoch=steps, total_steps=steps * cfg.sched.epochs,
         warmup_steps=round(steps * cfg.sched.warmup_epochs),
         sampler_lanes=lane_count(world_size, accum, cfg.aug.repeated_aug),
-        precision=prec.name, precision_reason=prec.reason)
+        precision=prec.name, precision_reason=prec.reason,
+        input_path=train_pipeline(cfg.data, cfg.aug, cfg.run.fast_transform).describe())
 
 
 def derived_dict(d: Derived) -> dict:
@@ -99,15 +103,24 @@ def resolved_document(cfg: Config, derived: Derived, environment: dict | None = 
 
 
 def startup_lines(cfg: Config, d: Derived, device_type: str, run_dir) -> list[str]:
-    """What a run prints before its first step: scale, the batch rule, precision and the sampler's lanes."""
+    """What a run prints before its first step: versions, scale, the batch rule, precision, the sampler's lanes
+    and the input path (with one warning line when a C extension of the fast path is not built)."""
+    import timm
+    import torch
+
+    import rsb
     from rsb import runfolder
-    return [f"run folder {run_dir}; {d.world_size} process(es) on {device_type}; {d.train_images} train images, "
-            f"{d.steps_per_epoch} steps/epoch, {cfg.sched.epochs} epochs",
-            f"batch rule: {d.batch_rule_applied}",
-            f"precision: {d.precision_reason}",
-            f"repeated augmentation: {cfg.aug.repeated_aug} copies per image dealt over {d.sampler_lanes} sampler "
-            f"lanes ({d.world_size} process(es) x {d.accum_steps} micro-steps)",
-            f"resolved configuration: {run_dir / runfolder.RESOLVED}"]
+    lines = [f"rsb {rsb.__version__}, torch {torch.__version__}, timm {timm.__version__}",
+             f"run folder {run_dir}; {d.world_size} process(es) on {device_type}; {d.train_images} train images, "
+             f"{d.steps_per_epoch} steps/epoch, {cfg.sched.epochs} epochs",
+             f"batch rule: {d.batch_rule_applied}",
+             f"precision: {d.precision_reason}",
+             f"repeated augmentation: {cfg.aug.repeated_aug} copies per image dealt over {d.sampler_lanes} sampler "
+             f"lanes ({d.world_size} process(es) x {d.accum_steps} micro-steps)",
+             f"input: {d.input_path}"]
+    if "not built" in d.input_path:
+        lines.append(f"warning: the fast input path runs slower without its C extensions; {BUILD_EXTENSIONS}")
+    return lines + [f"resolved configuration: {run_dir / runfolder.RESOLVED}"]
 
 
 def print_config(cfg: Config, sample: bool, device: str = "auto") -> str:

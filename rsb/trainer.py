@@ -8,6 +8,7 @@ from pathlib import Path
 import timm
 import torch
 
+import rsb
 from rsb import checkpoint, distributed, precision, runfolder
 from rsb.config import Config, changed_recipe_values, to_dict, to_yaml
 from rsb.data.folder import check_bad_images
@@ -124,7 +125,8 @@ class Trainer:
             self.out.mkdir(parents=True, exist_ok=True)
             runfolder.remove_stale_temporaries(self.out)  # left by a write that was killed
             environment = {"data": str(self.env.data) if self.env.data else "built-in sample data",
-                           "device": self.env.device, "torch": str(torch.__version__), "timm": str(timm.__version__)}
+                           "device": self.env.device, "rsb": rsb.__version__, "torch": str(torch.__version__),
+                           "timm": str(timm.__version__)}
             doc = resolved_document(self.cfg, self.derived, environment)
             runfolder.write_text(self.out / runfolder.RESOLVED, to_yaml(doc))
         for line in startup_lines(self.cfg, self.derived, self.dist.device.type, self.out):

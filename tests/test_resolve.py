@@ -186,3 +186,23 @@ def test_recipes_pass_check(recipe):
 def test_derived_dict_is_plain():
     d = derived_dict(resolve(cfg_with("a2"), 1, N))
     assert d["accum_steps"] == 8 and isinstance(d["batch_rule_applied"], str)
+
+
+def test_the_input_path_and_versions_are_named_with_one_warning_for_missing_extensions(monkeypatch, tmp_path):
+    import rsb
+    from rsb.data import decode, tensor_ops
+    from rsb.resolve import startup_lines
+    fast = resolve(cfg_with("a2"), 1, 1_281_167)
+    assert fast.input_path.startswith("fast uint8 transform, ")
+    lines = startup_lines(cfg_with("a2"), fast, "cpu", tmp_path)
+    assert lines[0].startswith(f"rsb {rsb.__version__}, torch ") and " timm " in lines[0]
+    assert f"input: {fast.input_path}" in lines
+    timm_chain = resolve(cfg_with("a2", "run.fast_transform=false"), 1, 1_281_167)
+    assert timm_chain.input_path == "timm's transform chain on PIL images (whole-image decode)"
+    monkeypatch.setattr(decode, "_jpeg_region", None)
+    monkeypatch.setattr(tensor_ops, "_compiled", None)
+    slow = resolve(cfg_with("a2"), 1, 1_281_167)
+    lines = startup_lines(cfg_with("a2"), slow, "cpu", tmp_path)
+    warnings = [line for line in lines if line.startswith("warning:")]
+    assert len(warnings) == 1 and "apt-get install gcc libjpeg-dev" in warnings[0] and "pip install" in warnings[0]
+    assert not [line for line in startup_lines(cfg_with("a2"), timm_chain, "cpu", tmp_path) if "warning" in line]

@@ -31,6 +31,11 @@ def train_transform(data: DataConfig, aug: AugConfig, fast: bool = True):
     return fast or chain  # a chain the fast path does not reproduce (e.g. colour jitter) stays timm's
 
 
+BUILD_EXTENSIONS = ("to build them, install a C compiler and the libjpeg headers (Debian/Ubuntu: apt-get install "
+                    "gcc libjpeg-dev) and reinstall rsb from its source folder: pip install --no-deps "
+                    "--force-reinstall . (or pip install -e . in a checkout)")
+
+
 @dataclass(frozen=True)
 class TrainPipeline:
     """A train transform and the decoder whose output it takes, chosen together: the fast path takes what
