@@ -12,11 +12,12 @@ class DeviceBatch:
     """Turns a loader's uint8 batch into the model's input on `device` (and mixed targets when training)."""
 
     def __init__(self, device: torch.device, channels_last: bool, aug: AugConfig | None = None,
-                 num_classes: int = 1000):
+                 num_classes: int = 1000, mean=IMAGENET_DEFAULT_MEAN, std=IMAGENET_DEFAULT_STD):
         self.device = device
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
-        self.mean = torch.tensor([255 * m for m in IMAGENET_DEFAULT_MEAN], device=device).view(1, 3, 1, 1)
-        self.std = torch.tensor([255 * s for s in IMAGENET_DEFAULT_STD], device=device).view(1, 3, 1, 1)
+        # mean and std on the 0..1 scale (timm's convention); another model's own values when scoring it
+        self.mean = torch.tensor([255 * m for m in mean], device=device).view(1, 3, 1, 1)
+        self.std = torch.tensor([255 * s for s in std], device=device).view(1, 3, 1, 1)
         self.mixup = None
         self.erasing = None
         if aug is not None and (aug.mixup_alpha > 0 or aug.cutmix_alpha > 0):

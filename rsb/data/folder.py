@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import os
 import random
+import re
 import sys
 from pathlib import Path
 
@@ -21,6 +22,23 @@ from rsb.data.decode import UnreadableImage, load_rgb
 from rsb.errors import UserError
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
+WNID = re.compile(r"^n\d{8}$")  # an ImageNet WordNet-id class folder such as n01440764
+
+
+def split_folders(root: str | Path, splits: tuple[str, ...], split_itself_ok: bool = False) -> list[Path]:
+    """<root>/<split> for each split of an ImageNet-layout data folder: the one rule by which training and
+    validate.py find their data. With split_itself_ok (validate.py reads one split), a root that itself holds
+    WordNet-id class folders is taken as that split."""
+    root = Path(root)
+    if not root.is_dir():
+        raise UserError(f"data folder {root} does not exist.")
+    missing = [s for s in splits if not (root / s).is_dir()]
+    if not missing:
+        return [root / s for s in splits]
+    if split_itself_ok and len(splits) == 1 and any(WNID.match(e.name) for e in os.scandir(root) if e.is_dir()):
+        return [root]
+    expected = " and ".join(f"{root}/{s}/<wnid>/*.JPEG" for s in splits)
+    raise UserError(f"data folder {root} has no '{missing[0]}' folder; expected {expected}.")
 
 
 def _cache_dir() -> Path:

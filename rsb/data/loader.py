@@ -5,7 +5,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from rsb.config import Config
-from rsb.data.folder import ImageFolderDataset, ImageFolderIndex
+from rsb.data.folder import ImageFolderDataset, ImageFolderIndex, split_folders
 from rsb.data.sampler import RepeatedAugSampler, seed_for
 from rsb.data.malloc import keep_freed_memory_in_heap
 from rsb.data.transforms import collate_uint8, eval_transform, train_pipeline
@@ -14,17 +14,10 @@ from rsb.errors import UserError
 
 def imagenet_splits(root) -> tuple[ImageFolderIndex, ImageFolderIndex]:
     """The train/ and val/ indexes of an ImageNet-layout folder, checked to have the same classes."""
-    from pathlib import Path
-    root = Path(root)
-    if not root.is_dir():
-        raise UserError(f"data folder {root} does not exist.")
-    for split in ("train", "val"):
-        if not (root / split).is_dir():
-            raise UserError(f"data folder {root} has no '{split}' folder; expected {root}/train/<wnid>/*.JPEG "
-                            f"and {root}/val/<wnid>/*.JPEG.")
-    train, val = ImageFolderIndex(root / "train"), ImageFolderIndex(root / "val")
+    train_dir, val_dir = split_folders(root, ("train", "val"))
+    train, val = ImageFolderIndex(train_dir), ImageFolderIndex(val_dir)
     if train.classes != val.classes:
-        raise UserError(f"{root}/train has {len(train.classes)} classes and {root}/val has {len(val.classes)}, "
+        raise UserError(f"{train_dir} has {len(train.classes)} classes and {val_dir} has {len(val.classes)}, "
                         f"or their names differ; both need the same class folders.")
     return train, val
 

@@ -2,7 +2,9 @@
 turned into a model plus the test settings it is evaluated with.
 
 Why the settings come from the checkpoint: a run records the recipe's test resolution, crop ratio and
-interpolation, and scoring it any other way would not measure the recipe. Command-line values override them.
+interpolation, and scoring it any other way would not measure the recipe. A timm model with weights is scored
+with its own pretrained config (size, crop, interpolation, mean, std), as timm scores it. Command-line values
+override either.
 """
 from __future__ import annotations
 
@@ -11,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
+from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD, resolve_data_config
 
 from rsb import checkpoint
 from rsb.config import ModelConfig
@@ -27,12 +30,22 @@ class EvalSettings:
     size: int = DEFAULT_SIZE
     crop_pct: float = DEFAULT_CROP
     interpolation: str = DEFAULT_INTERPOLATION
+    mean: tuple[float, ...] = IMAGENET_DEFAULT_MEAN  # normalisation on the 0..1 scale, as timm gives it
+    std: tuple[float, ...] = IMAGENET_DEFAULT_STD
 
-    def overridden(self, size=None, crop_pct=None, interpolation=None) -> "EvalSettings":
-        return EvalSettings(size or self.size, crop_pct or self.crop_pct, interpolation or self.interpolation)
+    def overridden(self, size=None, crop_pct=None, interpolation=None, mean=None, std=None) -> "EvalSettings":
+        """These settings with every value that is given (not None) replaced."""
+        return EvalSettings(size or self.size, crop_pct or self.crop_pct, interpolation or self.interpolation,
+                            tuple(mean) if mean is not None else self.mean,
+                            tuple(std) if std is not None else self.std)
 
     def __str__(self) -> str:
-        return f"{self.size} px, crop {self.crop_pct}, {self.interpolation}"
+        return (f"{self.size} px, crop {self.crop_pct}, {self.interpolation}, mean {_floats(self.mean)}, "
+                f"std {_floats(self.std)}")
+
+
+def _floats(values) -> str:
+    return "(" + ", ".join(f"{v:g}" for v in values) + ")"
 
 
 @dataclass
@@ -74,6 +87,21 @@ def expand(specs: list[str]) -> list[Path]:
                 paths = [p]
         found += [p for p in paths if p not in found]
     return found
+
+
+def sources(checkpoint_specs: list[str], weights: Path | None = None, model_name: str | None = None,
+            num_classes: int = 1000, ema: bool = False):
+    """A loader per thing to score, called one at a time, so one model is in memory at a time: each checkpoint
+    the specs name (expand), then the --weights file."""
+    if not checkpoint_specs and weights is None:
+        raise UserError("give at least one checkpoint (a file, glob or run folder) or --weights FILE.")
+    if model_name and weights is None:
+        raise UserError("--model needs --weights FILE (weights are never downloaded).")
+    paths = expand(checkpoint_specs) if checkpoint_specs else []
+    loaders = [lambda path=path: from_checkpoint(path, ema=ema) for path in paths]
+    if weights is not None:
+        loaders.append(lambda: from_weights(model_name or "resnet50", Path(weights), num_classes))
+    return loaders
 
 
 def settings_from_config(config: dict) -> EvalSettings:
@@ -131,10 +159,20 @@ def load_weights_file(path: Path) -> dict:
     return {k.removeprefix("module."): v for k, v in state.items()}
 
 
+def settings_from_pretrained_cfg(model: torch.nn.Module) -> EvalSettings:
+    """The test settings timm gives the model (its pretrained_cfg, resolved by timm.data.resolve_data_config):
+    the cfg's input_size and crop_pct (the resolution it was published at; timm's validate.py prefers a
+    test_input_size where the cfg has one, which --img-size and --crop-pct give here)."""
+    cfg = resolve_data_config({}, model=model)
+    # input_size is (channels, height, width); classifiers' cfgs are square, and the eval transform crops squares
+    return EvalSettings(int(cfg["input_size"][-1]), float(cfg["crop_pct"]), str(cfg["interpolation"]),
+                        tuple(cfg["mean"]), tuple(cfg["std"]))
+
+
 def from_weights(model_name: str, path: Path, num_classes: int = 1000) -> Scorable:
-    """A timm model with weights from a local file; test settings are the RSB defaults (224, 0.95, bicubic)."""
+    """A timm model with weights from a local file, scored with the model's own pretrained config."""
     model = create_model(ModelConfig(name=model_name, num_classes=num_classes))
     load_state_dict_checked(model, load_weights_file(path), f"weights file {path}")
     amp = "bfloat16"
     meta = {"run": path.parent.name, "recipe": None, "model": model_name, "epoch": None, "seed": None}
-    return Scorable(path, model, num_classes, EvalSettings(), amp, True, meta)
+    return Scorable(path, model, num_classes, settings_from_pretrained_cfg(model), amp, True, meta)

@@ -9,17 +9,15 @@ from __future__ import annotations
 
 import json
 import os
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from rsb.data.folder import ImageFolderIndex
+from rsb.data.folder import WNID, ImageFolderIndex
 from rsb.errors import UserError
 
 IMAGES_PER_CLASS = 10           # every published V2 variant: 10,000 images, 10 per class
-WNID = re.compile(r"^n\d{8}$")  # an ImageNet WordNet-id folder such as n01440764
 
 
 @dataclass

@@ -1,11 +1,12 @@
-"""The scoring loop: batched and ordered, channels_last, autocast, a progress line, and on CUDA out-of-memory a
-retry at half the batch. Under DDP each process scores its own contiguous share (rsb.data.loader.eval_loader,
-no padded duplicates) and the counts are summed over processes.
+"""Scoring one set: training's own scoring loop (rsb.engine.score_batches) with what validate.py adds around it:
+the set's test settings, ReaL counts, a progress line, and on CUDA out-of-memory a retry at half the batch.
+Under DDP each process scores its own contiguous share (rsb.data.loader.eval_loader, no padded duplicates) and
+the counts are summed over processes.
 
-Why not rsb.engine.evaluate: ReaL needs to know which file each prediction belongs to. The loader is given the
-file's own position as its "label" (ImageFolderDataset(labels=...)), so a batch carries file indices; true labels
-and ReaL lists are then looked up by index. This stays right even when an unreadable file is replaced by the next
-one, because the dataset returns the label of the file it actually read.
+ReaL needs to know which file each prediction belongs to. The loader is given the file's own position as its
+"label" (ImageFolderDataset(labels=...)), so a batch carries file indices; true labels and ReaL lists are then
+looked up by index. This stays right even when an unreadable file is replaced by the next one, because the
+dataset returns the label of the file it actually read.
 """
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ from rsb import distributed
 from rsb import model as model_prep
 from rsb.data.batch import DeviceBatch
 from rsb.data.loader import eval_loader
-from rsb.engine import hit_counts, predict_top5
+from rsb.engine import score_batches
 from rsb.errors import UserError
 from rsb.evaluation.real_labels import real_hits
 
@@ -57,7 +58,6 @@ def prepare_model(model: torch.nn.Module, device: torch.device, channels_last: b
     return model_prep.prepare_model(model, device, channels_last).eval()
 
 
-@torch.no_grad()
 def _score_once(model, eval_set, settings, *, device, amp_dtype, batch_size, workers, rank, world,
                 channels_last, progress) -> torch.Tensor:
     n = len(eval_set.index)
@@ -65,25 +65,21 @@ def _score_once(model, eval_set, settings, *, device, amp_dtype, batch_size, wor
                          workers, labels=np.arange(n), rank=rank, world=world)
     labels = torch.as_tensor(eval_set.labels, dtype=torch.int64, device=device)
     real = eval_set.real.to(device) if eval_set.real is not None else None
-    prep = DeviceBatch(device, channels_last)
-    # correct@1, correct@5, images, ReaL correct@1, ReaL correct@5, ReaL images scored
-    counts = torch.zeros(6, dtype=torch.float64, device=device)
+    prep = DeviceBatch(device, channels_last, mean=settings.mean, std=settings.std)
+    real_counts = torch.zeros(3, dtype=torch.float64, device=device)  # ReaL correct@1, correct@5, images scored
     bar = EvalProgress(progress, f"{eval_set.key} ({eval_set.where})", len(loader.dataset))
+
+    def per_batch(top5: torch.Tensor, idx: torch.Tensor) -> None:
+        if real is not None:
+            real_counts.add_(torch.stack([h.sum() for h in real_hits(top5, real[idx])]).to(torch.float64))
+        bar.update(len(idx))
+
     try:
-        for images, idx, _ in loader:
-            x, idx = prep(images, idx)
-            top5 = predict_top5(model, x, device, amp_dtype)
-            part = hit_counts(top5, labels[idx])
-            if real is not None:
-                h1, h5, scored = real_hits(top5, real[idx])
-                part += [h1.sum(), h5.sum(), scored.sum()]
-            else:
-                part += [torch.zeros((), device=device)] * 3
-            counts += torch.stack([p.to(torch.float64) for p in part])
-            bar.update(len(idx))
+        counts = score_batches(model, loader, prep, device=device, amp_dtype=amp_dtype, targets=labels,
+                               on_batch=per_batch)
     finally:
         bar.close()
-    return counts
+    return torch.cat([counts, real_counts])  # correct@1, correct@5, images, then the ReaL three
 
 
 def score_set(model, eval_set, settings, *, device: torch.device, amp_dtype: torch.dtype | None = None,

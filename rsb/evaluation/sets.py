@@ -6,7 +6,6 @@ WordNet-id folder in sorted order, as train.py assigns them); V2 uses its own ru
 """
 from __future__ import annotations
 
-import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from rsb.data.folder import ImageFolderIndex
+from rsb.data.folder import ImageFolderIndex, split_folders
 from rsb.errors import UserError
 from rsb.evaluation import archive, imagenet_v2, real_labels
 
@@ -31,19 +30,9 @@ class EvalSet:
     name: str | None = None          # V2 variant ("matched-frequency", ...) or "sample"
 
 
-def val_folder(root: Path) -> Path:
-    """The val/ split of an ImageNet data folder; a val folder itself (WordNet-id class folders) is accepted."""
-    if not root.is_dir():
-        raise UserError(f"data folder {root} does not exist.")
-    if (root / "val").is_dir():
-        return root / "val"
-    if any(imagenet_v2.WNID.match(e.name) for e in os.scandir(root) if e.is_dir()):
-        return root
-    raise UserError(f"data folder {root} has no 'val' folder; expected {root}/val/<wnid>/*.JPEG.")
-
-
 def val_set(root: str | Path, num_classes: int, real_json: str | Path | None = None) -> EvalSet:
-    folder = val_folder(Path(root))
+    # The training rule (rsb.data.folder.split_folders), also taking a val folder itself.
+    folder = split_folders(root, ("val",), split_itself_ok=True)[0]
     index = ImageFolderIndex(folder)
     if len(index.classes) != num_classes:
         raise UserError(f"val folder {folder} has {len(index.classes)} class folders but the model has "
@@ -78,3 +67,20 @@ def sample_sets(num_classes: int) -> list[EvalSet]:
                         f"has {num_classes}; pass --data and/or --imagenet-v2.")
     root = ensure_sample_dataset()
     return [val_set(root, num_classes), v2_set(root / "v2", num_classes)]
+
+
+def requested_sets(num_classes: int, data=None, imagenet_v2=None, real_json=None, v2_per_class: int | None = None,
+                   log=print) -> list[EvalSet]:
+    """The sets asked for: val (with ReaL labels if given) from `data`, V2 from `imagenet_v2`; with neither,
+    the built-in sample's val and V2 splits."""
+    if data is None and imagenet_v2 is None:
+        found = sample_sets(num_classes)
+        log(f"no --data or --imagenet-v2 given: scoring the built-in sample data ({found[0].where} and "
+            f"{found[1].where})")
+        return found
+    out = []
+    if data is not None:
+        out.append(val_set(data, num_classes, real_json))
+    if imagenet_v2 is not None:
+        out.append(v2_set(imagenet_v2, num_classes, v2_per_class))
+    return out
