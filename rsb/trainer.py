@@ -68,7 +68,7 @@ class Trainer:
             if found is None:
                 return
             path, ckpt = found
-        changed = changed_recipe_values(ckpt.get("config", {}), self.cfg)
+        changed = changed_recipe_values(ckpt["config"], self.cfg) if "config" in ckpt else []  # else: bare weights
         if changed and not self.env.resume_changed:
             raise UserError(f"{path} belongs to a run with other recipe values ({', '.join(changed)}); give a new "
                             f"--output for a new run, or add --resume-changed to continue it with these values.")
