@@ -113,6 +113,17 @@ def ema_state(ckpt: dict) -> dict | None:
     return ckpt.get(EMA_KEY) or ckpt.get("ema") or None
 
 
+def check_same_recipe(ckpt: dict, cfg, path: Path, resume_changed: bool) -> list[str]:
+    """The recipe keys whose values differ between the checkpoint's run and `cfg` (run policy may change); a
+    difference is refused unless `resume_changed`. Bare weights (no config) are not compared."""
+    from rsb.config import changed_recipe_values
+    changed = changed_recipe_values(ckpt["config"], cfg) if "config" in ckpt else []
+    if changed and not resume_changed:
+        raise UserError(f"{path} belongs to a run with other recipe values ({', '.join(changed)}); give a new "
+                        f"--output for a new run, or add --resume-changed to continue it with these values.")
+    return changed
+
+
 def rng_state() -> dict:
     np_state = np.random.get_state()
     state = {

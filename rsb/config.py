@@ -108,6 +108,7 @@ class RunConfig:
     deterministic: bool = False       # torch deterministic algorithms (slower)
     fast_transform: bool = True       # timm's training transform on uint8 tensors (same draws); false = timm's own
     max_bad_image_fraction: float = 0.001  # unreadable images are skipped; above this fraction the run stops
+    wandb_project: str = ""           # log to this Weights & Biases project (needs wandb); "" = off
 
 
 @dataclass

@@ -7,6 +7,7 @@ import time
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 
 from rsb import distributed
 from rsb.errors import UserError
@@ -136,13 +137,6 @@ def _finite_everywhere(finite: torch.Tensor, world_size: int) -> bool:
     return int(flag.item()) == world_size
 
 
-def predict_top5(model, x: torch.Tensor, device: torch.device, amp_dtype=None) -> torch.Tensor:
-    """Class indices of the 5 highest logits per image (all classes when there are fewer)."""
-    with autocast(device, amp_dtype):
-        logits = model(x)
-    return logits.float().topk(min(5, logits.shape[1]), dim=1).indices
-
-
 def hit_counts(top5: torch.Tensor, targets: torch.Tensor) -> list[torch.Tensor]:
     """[correct@1, correct@5, images] of one batch, as device tensors (no host synchronisation)."""
     hits = top5.eq(targets.view(-1, 1))
@@ -152,28 +146,34 @@ def hit_counts(top5: torch.Tensor, targets: torch.Tensor) -> list[torch.Tensor]:
 @torch.no_grad()
 def score_batches(model, batches, prep, *, device, amp_dtype=None, targets: torch.Tensor | None = None,
                   on_batch=None) -> torch.Tensor:
-    """The one scoring loop (training-time evaluation and validate.py): [correct@1, correct@5, images] of this
-    process's share as float64 device tensors, not yet summed over processes (the callers do that once, after
-    validate.py's out-of-memory retries, which are per process).
+    """The one scoring loop (training-time evaluation and validate.py): [correct@1, correct@5, images, summed
+    cross-entropy] of this process's share as float64 device tensors, not yet summed over processes (the callers
+    do that once, after validate.py's out-of-memory retries, which are per process).
 
     With `targets` (one class per file, on the device) the loader's labels are file positions and the true
     class is targets[position]: ReaL needs to know which file each prediction is for. `on_batch(top5, labels)`
     sees each batch's predictions and the loader's labels (ReaL counts, progress)."""
     model.eval()
-    counts = torch.zeros(3, device=device, dtype=torch.float64)
+    counts = torch.zeros(4, device=device, dtype=torch.float64)
     for images, labels, _ in batches:
         x, y = prep(images, labels)
-        top5 = predict_top5(model, x, device, amp_dtype)
-        counts += torch.stack(hit_counts(top5, y if targets is None else targets[y])).to(torch.float64)
+        with autocast(device, amp_dtype):
+            logits = model(x)
+        logits = logits.float()
+        top5 = logits.topk(min(5, logits.shape[1]), dim=1).indices
+        truth = y if targets is None else targets[y]
+        loss = F.cross_entropy(logits, truth, reduction="sum")  # eval loss: plain CE on the true class, as timm's
+        counts += torch.stack([*hit_counts(top5, truth), loss]).to(torch.float64)
         if on_batch is not None:
             on_batch(top5, y)
     return counts
 
 
 def evaluate(model, loader, prep, *, device, amp_dtype=None) -> dict:
-    """Top-1 and top-5 accuracy (%) over the loader, summed over processes (each scores its own share)."""
+    """Top-1 and top-5 accuracy (%) and the mean cross-entropy over the loader, summed over processes (each
+    scores its own share)."""
     counts = score_batches(model, loader, prep, device=device, amp_dtype=amp_dtype)
     distributed.all_reduce_sum(counts)
     n = counts[2].item()
     return {"top1": 100.0 * counts[0].item() / max(n, 1), "top5": 100.0 * counts[1].item() / max(n, 1),
-            "images": int(n)}
+            "loss": counts[3].item() / max(n, 1), "images": int(n)}

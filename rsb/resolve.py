@@ -102,15 +102,24 @@ def resolved_document(cfg: Config, derived: Derived, environment: dict | None = 
     return doc
 
 
-def startup_lines(cfg: Config, d: Derived, device_type: str, run_dir) -> list[str]:
-    """What a run prints before its first step: versions, scale, the batch rule, precision, the sampler's lanes
-    and the input path (with one warning line when a C extension of the fast path is not built)."""
+def versions() -> dict:
     import timm
     import torch
 
     import rsb
+    return {"rsb": rsb.__version__, "torch": str(torch.__version__), "timm": str(timm.__version__)}
+
+
+def run_environment(data, device: str) -> dict:
+    """resolved.yaml's `environment`: where a run ran (the config and derived values say what it computes)."""
+    return {"data": str(data) if data else "built-in sample data", "device": device, **versions()}
+
+
+def startup_lines(cfg: Config, d: Derived, device_type: str, run_dir) -> list[str]:
+    """What a run prints before its first step: versions, scale, the batch rule, precision, the sampler's lanes
+    and the input path (with one warning line when a C extension of the fast path is not built)."""
     from rsb import runfolder
-    lines = [f"rsb {rsb.__version__}, torch {torch.__version__}, timm {timm.__version__}",
+    lines = [", ".join(f"{name} {version}" for name, version in versions().items()),
              f"run folder {run_dir}; {d.world_size} process(es) on {device_type}; {d.train_images} train images, "
              f"{d.steps_per_epoch} steps/epoch, {cfg.sched.epochs} epochs",
              f"batch rule: {d.batch_rule_applied}",

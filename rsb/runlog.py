@@ -1,5 +1,5 @@
-"""What a run leaves behind for people: progress output, metrics.csv (one row per epoch), summary.json,
-curves.png, and TensorBoard events when tensorboard is installed."""
+"""What a run leaves behind for people: progress output, metrics.csv (one row per epoch), summary.json and
+curves.png (TensorBoard, W&B and train.log: rsb.tracking)."""
 from __future__ import annotations
 
 import csv
@@ -9,36 +9,49 @@ from pathlib import Path
 
 from rsb import runfolder
 
-METRIC_FIELDS = ["epoch", "train_loss", "lr", "val_top1", "val_top5", "ema_top1", "images_per_sec",
-                 "epoch_seconds", "skipped_images", "nonfinite_steps", "precision", "note"]
+METRIC_FIELDS = ["epoch", "train_loss", "lr", "val_top1", "val_top5", "val_loss", "ema_top1", "ema_top5",
+                 "images_per_sec", "epoch_seconds", "skipped_images", "nonfinite_steps", "precision", "note"]
 
 
 class Progress:
-    """A tqdm bar on a terminal; a plain line every `every` steps in logs (Slurm, CI, files)."""
+    """A tqdm bar on a terminal; a plain line every `every` steps in logs (Slurm, CI, files) and in train.log.
+    Every `every` steps `on_log(step, values)` also gets the loss, learning rate and throughput (the trackers)."""
 
-    def __init__(self, enabled: bool, total_steps: int, first_step: int, every: int, epoch: int, epochs: int):
-        self.enabled, self.total, self.every = enabled, total_steps, max(1, every)
+    def __init__(self, enabled: bool, total_steps: int, first_step: int, every: int, epoch: int, epochs: int,
+                 on_log=None):
+        self.enabled, self.total, self.every, self.on_log = enabled, total_steps, max(1, every), on_log
         self.epoch, self.epochs = epoch, epochs
         self.start = time.perf_counter()
         self.bar = None
         if enabled and sys.stderr.isatty():
             from tqdm import tqdm
+            # The bar goes to the terminal itself, not into train.log (rsb.tracking.TerminalCopy)
             self.bar = tqdm(total=total_steps, initial=first_step, desc=f"epoch {epoch + 1}/{epochs}",
-                            leave=False, dynamic_ncols=True)
+                            leave=False, dynamic_ncols=True, file=getattr(sys.stderr, "terminal", sys.stderr))
         self.last_step = first_step
 
     def step(self, step: int, loss_fn, lr: float, images: int) -> None:
-        if not self.enabled:
-            return
-        rate = images / max(time.perf_counter() - self.start, 1e-9)
+        due = step % self.every == 0 or step == self.total
         if self.bar is not None:
             self.bar.update(step - self.last_step)
-            if step % self.every == 0 or step == self.total:
-                self.bar.set_postfix(loss=f"{loss_fn():.4f}", lr=f"{lr:.3g}", img_s=f"{rate:.0f}")
-        elif step % self.every == 0:
-            print(f"epoch {self.epoch + 1}/{self.epochs} step {step}/{self.total} loss {loss_fn():.4f} "
-                  f"lr {lr:.4g} {rate:.1f} img/s", flush=True)
         self.last_step = step
+        if not due or not (self.enabled or self.on_log):
+            return
+        rate = images / max(time.perf_counter() - self.start, 1e-9)
+        loss = loss_fn()  # waits for the device: only every `every` steps
+        if self.on_log is not None:
+            self.on_log(step, {"loss": loss, "lr": lr, "images_per_sec": rate})
+        if not self.enabled:
+            return
+        line = f"epoch {self.epoch + 1}/{self.epochs} step {step}/{self.total} loss {loss:.4f} lr {lr:.4g} " \
+               f"{rate:.1f} img/s"
+        if self.bar is None:
+            print(line, flush=True)
+            return
+        self.bar.set_postfix(loss=f"{loss:.4f}", lr=f"{lr:.3g}", img_s=f"{rate:.0f}")
+        log_file = getattr(sys.stdout, "log", None)
+        if log_file is not None:
+            log_file.write(line + "\n")
 
     def close(self) -> None:
         if self.bar is not None:
@@ -46,20 +59,13 @@ class Progress:
 
 
 class MetricsLog:
-    """metrics.csv (rewritten atomically per row), TensorBoard scalars, and curves.png redrawn from the rows when
-    `curves_title` is given."""
+    """metrics.csv (rewritten atomically per row), and curves.png redrawn from the rows when `curves_title` is
+    given."""
 
     def __init__(self, run_dir: Path, enabled: bool, curves_title: str | None = None):
         self.run_dir = Path(run_dir)
         self.path = self.run_dir / runfolder.METRICS
         self.enabled, self.curves_title = enabled, curves_title
-        self.tb = None
-        if enabled:
-            try:
-                from torch.utils.tensorboard import SummaryWriter
-                self.tb = SummaryWriter(str(Path(run_dir) / "tensorboard"))
-            except ImportError:  # tensorboard is optional
-                self.tb = None
 
     def rows(self) -> list[dict]:
         return runfolder.read_metrics(self.run_dir)
@@ -83,11 +89,6 @@ class MetricsLog:
         self._write(self.rows() + [{k: row.get(k, "") for k in METRIC_FIELDS}])
         if self.curves_title is not None and row.get("train_loss") != "nan":
             plot_curves(self.rows(), self.run_dir / runfolder.CURVES, self.curves_title)
-        if self.tb is not None:
-            for k, v in row.items():
-                if k != "epoch" and isinstance(v, (int, float)):
-                    self.tb.add_scalar(k, v, row["epoch"])
-            self.tb.flush()
 
 
 def plot_curves(rows: list[dict], path: Path, title: str) -> None:
@@ -101,7 +102,9 @@ def epoch_row(epoch: int, stats, val: dict, ema_val: dict, precision: str) -> di
     compute in the run's precision."""
     return {"epoch": epoch, "train_loss": round(stats.loss, 5), "lr": stats.lr,
             "val_top1": round(val["top1"], 3) if val else "", "val_top5": round(val["top5"], 3) if val else "",
+            "val_loss": round(val["loss"], 5) if val else "",
             "ema_top1": round(ema_val["top1"], 3) if ema_val else "",
+            "ema_top5": round(ema_val["top5"], 3) if ema_val else "",
             "images_per_sec": round(stats.images_per_sec, 1), "epoch_seconds": round(stats.seconds, 1),
             "skipped_images": stats.skipped_images, "nonfinite_steps": stats.nonfinite_skipped,
             "precision": precision}

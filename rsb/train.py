@@ -73,6 +73,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="continue a run whose recipe values differ from these (refused without this flag)")
     p.add_argument("--print-config", action="store_true", help="print the resolved configuration and exit")
     p.add_argument("--list-recipes", action="store_true", help="list the installed recipes and exit")
+    p.add_argument("--wandb-project", metavar="NAME",
+                   help="log to this Weights & Biases project (sets run.wandb_project; needs wandb)")
     p.add_argument("--quiet", action="store_true", help="no progress output")
     p.add_argument("overrides", nargs="*", metavar="section.key=value", help="recipe overrides")
     return p.parse_intermixed_args(argv)  # overrides may come before, between and after the flags
@@ -103,7 +105,8 @@ def main(argv=None) -> int:
         from rsb.distributed import default_workers
         from rsb.resolve import print_config
         sample = args.data is None
-        cfg = build_config(args.recipe, args.overrides, sample)
+        policy = [f"run.wandb_project={args.wandb_project}"] if args.wandb_project else []
+        cfg = build_config(args.recipe, [*args.overrides, *policy], sample)
         if args.print_config:
             print(print_config(cfg, sample, args.device), end="")
             return 0

@@ -5,19 +5,15 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import timm
-import torch
-
-import rsb
 from rsb import checkpoint, distributed, precision, runfolder
-from rsb.config import Config, changed_recipe_values, to_dict, to_yaml
+from rsb.config import Config, to_dict, to_yaml
 from rsb.data.folder import check_bad_images
 from rsb.data.sampler import seed_for
 from rsb.engine import NonFiniteLoss, evaluate, train_one_epoch
-from rsb.errors import UserError
 from rsb.parts import build_parts, open_training_data, seed_everything
-from rsb.resolve import derived_dict, resolve, resolved_document, startup_lines
+from rsb.resolve import derived_dict, resolve, resolved_document, run_environment, startup_lines
 from rsb.runlog import MetricsLog, Progress, epoch_row, run_summary
+from rsb.tracking import TerminalCopy, Trackers
 
 
 @dataclass
@@ -57,6 +53,7 @@ class Trainer:
         self.precision = precision.for_config(cfg.train, d.device)
         self.derived = resolve(cfg, d.world_size, len(train_idx), self.precision)
         self.parts = build_parts(cfg, self.derived, self.precision, d, train_idx, val_idx, self.env.workers)
+        self.trackers = Trackers(self.out, self.main, cfg.run.wandb_project, to_dict(cfg))
         self._maybe_resume()
         self.parts.wrap(d, cfg.model.compile)
 
@@ -68,10 +65,7 @@ class Trainer:
             if found is None:
                 return
             path, ckpt = found
-        changed = changed_recipe_values(ckpt["config"], self.cfg) if "config" in ckpt else []  # else: bare weights
-        if changed and not self.env.resume_changed:
-            raise UserError(f"{path} belongs to a run with other recipe values ({', '.join(changed)}); give a new "
-                            f"--output for a new run, or add --resume-changed to continue it with these values.")
+        changed = checkpoint.check_same_recipe(ckpt, self.cfg, path, self.env.resume_changed)
         if changed:
             self.log(f"resuming {path} with changed recipe values, as --resume-changed asks: {', '.join(changed)}")
         self.parts.load_state_dict(ckpt, f"checkpoint {path}")
@@ -124,10 +118,7 @@ class Trainer:
         if self.main:
             self.out.mkdir(parents=True, exist_ok=True)
             runfolder.remove_stale_temporaries(self.out)  # left by a write that was killed
-            environment = {"data": str(self.env.data) if self.env.data else "built-in sample data",
-                           "device": self.env.device, "rsb": rsb.__version__, "torch": str(torch.__version__),
-                           "timm": str(timm.__version__)}
-            doc = resolved_document(self.cfg, self.derived, environment)
+            doc = resolved_document(self.cfg, self.derived, run_environment(self.env.data, self.env.device))
             runfolder.write_text(self.out / runfolder.RESOLVED, to_yaml(doc))
         for line in startup_lines(self.cfg, self.derived, self.dist.device.type, self.out):
             self.log(line)
@@ -138,7 +129,7 @@ class Trainer:
             seed_everything(seed_for(cfg.train.seed, epoch, d.rank))
         batches = p.train_loader.epoch(epoch, start_sample=st.epoch_step * der.accum_steps * der.batch_per_device)
         progress = Progress(self.main and not self.env.quiet, der.total_steps, st.step, cfg.run.log_every,
-                            epoch, cfg.sched.epochs)
+                            epoch, cfg.sched.epochs, on_log=self.trackers.step if self.main else None)
         try:
             stats = train_one_epoch(
                 p.model, batches, p.prep_train, p.loss_fn, p.optimizer, p.schedule, device=d.device,
@@ -168,7 +159,9 @@ class Trainer:
         is_best = bool(val) and val["top1"] > self.state.best["top1"]
         if is_best:
             self.state.best = {"top1": val["top1"], "top5": val["top5"], "epoch": epoch + 1}
-        self.metrics.append(epoch_row(epoch + 1, stats, val, ema_val, self.precision.name))
+        row = epoch_row(epoch + 1, stats, val, ema_val, self.precision.name)
+        self.metrics.append(row)
+        self.trackers.epoch(self.state.step, row)
         self.save(is_best)
         acc = f" val top-1 {val['top1']:.2f} top-5 {val['top5']:.2f}" if val else ""
         self.log(f"epoch {epoch + 1}/{cfg.sched.epochs}: loss {stats.loss:.4f}{acc} "
@@ -189,7 +182,11 @@ class Trainer:
 def train(cfg: Config, env: RunEnv) -> dict:
     trainer = Trainer(cfg, env)
     try:
-        trainer.setup()
-        return trainer.run()
+        with TerminalCopy(trainer.out / runfolder.TRAIN_LOG, enabled=trainer.main):
+            trainer.setup()
+            try:
+                return trainer.run()
+            finally:
+                trainer.trackers.close()
     finally:
         distributed.cleanup()

@@ -194,7 +194,8 @@ def test_training_evaluation_and_validate_share_one_scoring_loop(tmp_path):
     loader = eval_loader(s.index, 16, 1.0, "bilinear", 4, 0)
     ours = evaluate(GrayDecoder(), loader, DeviceBatch(cpu, False), device=cpu)
     theirs = scoring.score_set(GrayDecoder(), s, settings, device=cpu, batch_size=4, workers=0, progress=False)
-    assert ours == {"top1": theirs["top1"], "top5": theirs["top5"], "images": theirs["images"]}
+    assert ours == {"top1": theirs["top1"], "top5": theirs["top5"], "loss": theirs["loss"], "images": theirs["images"]}
+    assert ours["loss"] > 0
     assert (ours["top1"], ours["images"]) == (50.0, 6) and theirs["real_top1"] == pytest.approx(40.0)
 
 

@@ -79,7 +79,7 @@ def _score_once(model, eval_set, settings, *, device, amp_dtype, batch_size, wor
                                on_batch=per_batch)
     finally:
         bar.close()
-    return torch.cat([counts, real_counts])  # correct@1, correct@5, images, then the ReaL three
+    return torch.cat([counts, real_counts])  # correct@1, correct@5, images, CE sum, then the ReaL three
 
 
 def score_set(model, eval_set, settings, *, device: torch.device, amp_dtype: torch.dtype | None = None,
@@ -106,7 +106,8 @@ def score_set(model, eval_set, settings, *, device: torch.device, amp_dtype: tor
     distributed.all_reduce_sum(counts)
     c = counts.tolist()
     pct = lambda a, b: 100.0 * a / b if b else None  # noqa: E731
-    out = {"top1": pct(c[0], c[2]), "top5": pct(c[1], c[2]), "images": int(c[2]), "batch_size": batch_size}
+    out = {"top1": pct(c[0], c[2]), "top5": pct(c[1], c[2]), "loss": c[3] / c[2] if c[2] else None,
+           "images": int(c[2]), "batch_size": batch_size}
     if eval_set.real is not None:
-        out.update(real_top1=pct(c[3], c[5]), real_top5=pct(c[4], c[5]), real_images=int(c[5]))
+        out.update(real_top1=pct(c[4], c[6]), real_top5=pct(c[5], c[6]), real_images=int(c[6]))
     return out
