@@ -14,8 +14,6 @@ exit status 2.
 from __future__ import annotations
 
 import argparse
-import os
-import shutil
 import sys
 from pathlib import Path
 
@@ -80,17 +78,14 @@ def export(run_dir: Path, out_dir: Path, ema: bool = False, checkpoint_name: str
     _refuse_occupied(out_dir)
     item = from_checkpoint(path, ema=ema)
     data_config, model_config = hub_configs(item, ema)
-    tmp = runfolder.temporary_for(out_dir)
     try:
-        out_dir.parent.mkdir(parents=True, exist_ok=True)
-        save_for_hf(item.model, tmp, model_config=model_config, data_config=data_config, safe_serialization=True)
-        for f in tmp.iterdir():  # safetensors writes owner-only files; an export is for sharing
-            f.chmod(0o644)
-        os.replace(tmp, out_dir)  # a rename also replaces an empty folder
+        with runfolder.atomic_folder(out_dir) as tmp:  # out_dir is missing or empty (checked above)
+            save_for_hf(item.model, tmp, model_config=model_config, data_config=data_config,
+                        safe_serialization=True)
+            for f in tmp.iterdir():  # safetensors writes owner-only files; an export is for sharing
+                f.chmod(0o644)
     except OSError as e:
         raise UserError(f"cannot write {out_dir} ({e.strerror or e}); check the path and free disk space.") from None
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     if push_to:
         try:
             push_to_hf_hub(item.model, push_to, commit_message=f"Add rsb {item.meta['recipe']} weights",

@@ -11,6 +11,7 @@ import contextlib
 import csv
 import json
 import os
+import shutil
 from pathlib import Path
 
 # A training run's folder (rsb.trainer writes them; the sweep, validate.py and the tests read them).
@@ -49,6 +50,28 @@ def atomic_path(path: str | Path, durable: bool = False):
     finally:
         if tmp.exists():
             tmp.unlink()
+
+
+@contextlib.contextmanager
+def atomic_folder(path: str | Path, complete=lambda folder: False):
+    """Yield a temporary folder to fill; on success it replaces `path` whole (a stale or empty folder there is
+    removed), unless `complete(path)` says another process finished `path` meanwhile: then its copy is kept.
+    On an error the temporary folder is removed and `path` is untouched."""
+    path = Path(path)
+    tmp = temporary_for(path)
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        yield tmp
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if not complete(path):
+            shutil.rmtree(path, ignore_errors=True)
+            try:
+                os.replace(tmp, path)
+            except OSError:
+                if not complete(path):  # not a concurrent writer that finished first: a real failure
+                    raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def write_text(path: str | Path, text: str) -> None:

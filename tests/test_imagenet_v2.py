@@ -230,7 +230,7 @@ def test_real_json_must_match_the_val_set(tmp_path):
 # ---- the scoring loop -------------------------------------------------------------------------------------------
 
 class OomAbove(torch.nn.Module):
-    """Raises CUDA's out-of-memory error for batches above `limit`, as a GPU would; else a fixed guess."""
+    """Raises CUDA's out-of-memory error for batches above `limit`, as a GPU would; else a fixed guess (class 0) over 7 classes."""
 
     def __init__(self, limit):
         super().__init__()
@@ -240,7 +240,7 @@ class OomAbove(torch.nn.Module):
         self.batches.append(x.shape[0])
         if x.shape[0] > self.limit:
             raise torch.cuda.OutOfMemoryError("CUDA out of memory (simulated)")
-        return torch.zeros(x.shape[0], 3).index_fill_(1, torch.tensor([0]), 1.0)
+        return torch.zeros(x.shape[0], 7).index_fill_(1, torch.tensor([0]), 1.0)
 
 
 def test_out_of_memory_halves_the_batch_and_scores_everything_once(tmp_path):

@@ -51,3 +51,21 @@ def test_cache_root_from_the_environment(tmp_path, monkeypatch):
     assert runfolder.cache_root() == tmp_path / "c"
     monkeypatch.delenv("RSB_CACHE")
     assert runfolder.cache_root().parts[-2:] == (".cache", "rsb")
+
+
+def test_atomic_folder_appears_whole_or_not_at_all(tmp_path):
+    target = tmp_path / "out"
+    with pytest.raises(RuntimeError):
+        with runfolder.atomic_folder(target) as tmp:
+            (tmp / "half").write_text("x")
+            raise RuntimeError("killed while writing")
+    assert not target.exists() and not list(tmp_path.iterdir())  # nothing half-written, no temporary left
+    target.mkdir()
+    (target / "stale").write_text("old")
+    with runfolder.atomic_folder(target) as tmp:
+        (tmp / "new").write_text("x")
+    assert sorted(p.name for p in target.iterdir()) == ["new"]
+    # Another process completed the folder meanwhile: its copy is kept, ours dropped.
+    with runfolder.atomic_folder(target, complete=lambda f: (f / "new").exists()) as tmp:
+        (tmp / "mine").write_text("x")
+    assert sorted(p.name for p in target.iterdir()) == ["new"] and len(list(tmp_path.iterdir())) == 1

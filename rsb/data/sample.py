@@ -15,8 +15,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -100,16 +98,9 @@ def ensure_sample_dataset(root: str | Path | None = None, seed: int = 0, splits:
     marker = root / "COMPLETE.json"
     if marker.exists():
         return root
-    tmp = runfolder.temporary_for(root)  # a folder here: drawn whole, then renamed
-    shutil.rmtree(tmp, ignore_errors=True)
-    for split, per_class in splits.items():
-        _write_split(tmp, split, per_class, seed)
-    (tmp / "COMPLETE.json").write_text(json.dumps({"version": VERSION, "seed": seed, "splits": splits}))
-    root.parent.mkdir(parents=True, exist_ok=True)
-    if root.exists() and not marker.exists():
-        shutil.rmtree(root, ignore_errors=True)  # left incomplete by an older version or by hand
-    try:
-        os.replace(tmp, root)  # atomic: a concurrent or interrupted build never leaves a half folder
-    except OSError:
-        shutil.rmtree(tmp, ignore_errors=True)  # another process finished first
+    # Drawn whole, then renamed: a concurrent or interrupted build never leaves a half folder.
+    with runfolder.atomic_folder(root, complete=lambda f: (f / "COMPLETE.json").exists()) as tmp:
+        for split, per_class in splits.items():
+            _write_split(tmp, split, per_class, seed)
+        (tmp / "COMPLETE.json").write_text(json.dumps({"version": VERSION, "seed": seed, "splits": splits}))
     return root

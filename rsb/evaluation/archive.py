@@ -8,8 +8,6 @@ sibling folder that is renamed into place, so an interrupted or concurrent extra
 from __future__ import annotations
 
 import hashlib
-import os
-import shutil
 import tarfile
 from pathlib import Path
 
@@ -59,19 +57,12 @@ def extract_cached(path: str | Path) -> tuple[Path, str]:
     final = cache_root() / f"{variant}-{digest[:16]}"
     if (final / DONE).is_file():
         return final, variant
-    final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = runfolder.temporary_for(final)  # a folder here: extracted whole, then renamed
-    shutil.rmtree(tmp, ignore_errors=True)
     try:
-        with tarfile.open(path) as tar:
-            tar.extractall(tmp, filter="data")  # "data": no absolute paths, links out or device files
-        (tmp / DONE).write_text(f"{path.name} {digest}\n")
-        if not (final / DONE).is_file():  # else another process finished first: use its copy
-            shutil.rmtree(final, ignore_errors=True)  # a stale folder without the DONE mark
-            os.replace(tmp, final)
+        with runfolder.atomic_folder(final, complete=lambda f: (f / DONE).is_file()) as tmp:
+            with tarfile.open(path) as tar:
+                tar.extractall(tmp, filter="data")  # "data": no absolute paths, links out or device files
+            (tmp / DONE).write_text(f"{path.name} {digest}\n")
     except (tarfile.TarError, OSError) as e:
         raise UserError(f"archive {path} could not be extracted into {final.parent} ({type(e).__name__}: {e}).") \
             from None
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     return final, variant
