@@ -61,8 +61,8 @@ def atomic_folder(path: str | Path, complete=lambda folder: False):
     tmp = temporary_for(path)
     shutil.rmtree(tmp, ignore_errors=True)
     try:
+        tmp.mkdir(parents=True)
         yield tmp
-        path.parent.mkdir(parents=True, exist_ok=True)
         if not complete(path):
             shutil.rmtree(path, ignore_errors=True)
             try:
