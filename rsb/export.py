@@ -21,7 +21,7 @@ from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 from timm.models import push_to_hf_hub, save_for_hf
 
 from rsb import runfolder
-from rsb.errors import UserError
+from rsb.errors import UserError, exit_status
 from rsb.evaluation.checkpoints import Scorable, from_checkpoint
 
 
@@ -99,18 +99,17 @@ def export(run_dir: Path, out_dir: Path, ema: bool = False, checkpoint_name: str
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    try:
-        path = export(args.run_dir, args.out_dir, args.ema, args.checkpoint, args.push_to_hub)
-    except UserError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    return exit_status(lambda: _export_and_say(args))
+
+
+def _export_and_say(args: argparse.Namespace) -> None:
+    path = export(args.run_dir, args.out_dir, args.ema, args.checkpoint, args.push_to_hub)
     weights = "EMA weights" if args.ema else "weights"
     print(f"exported the {weights} of {path} to {args.out_dir}; load them with "
           f"timm.create_model('local-dir:{args.out_dir}', pretrained=True)")
     if args.push_to_hub:
         print(f"pushed to the Hub repository {args.push_to_hub}; load it with "
               f"timm.create_model('hf-hub:{args.push_to_hub}', pretrained=True)")
-    return 0
 
 
 if __name__ == "__main__":

@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 
 from rsb.envflags import environment_parser
-from rsb.errors import UserError
+from rsb.errors import exit_status
 
 # timm's train.py flags for recipe values, and the override that sets the same thing here. A user who types one
 # gets that sentence instead of argparse's bare "unrecognized arguments". Boolean flags map to a full override.
@@ -96,34 +96,34 @@ def main(argv=None) -> int:
         print(f"error: {habit}", file=sys.stderr)
         return 2
     args = parse_args(argv)
-    try:
-        if args.list_recipes:
-            print(list_recipes(), end="")
-            return 0
-        from rsb import trainer
-        from rsb.config import build_config
-        from rsb.distributed import default_workers
-        from rsb.resolve import print_config
-        sample = args.data is None
-        policy = [f"run.wandb_project={args.wandb_project}"] if args.wandb_project else []
-        cfg = build_config(args.recipe, [*args.overrides, *policy], sample)
-        if args.print_config:
-            print(print_config(cfg, sample, args.device), end="")
-            return 0
-        name = Path(args.recipe).stem + ("-sample" if sample else "")
-        env = trainer.RunEnv(data=args.data, output=args.output or Path("runs") / name,
-                             workers=args.workers if args.workers is not None else default_workers(),
-                             device=args.device, resume=args.resume, resume_changed=args.resume_changed,
-                             quiet=args.quiet)
-        summary = trainer.train(cfg, env)
-        if summary.get("final_val_top1") is not None:
-            print(f"done: final val top-1 {summary['final_val_top1']:.2f}% "
-                  f"(best {summary['best_val_top1']:.2f}% at epoch {summary['best_epoch']}); "
-                  f"outputs in {summary['run_dir']}")
+    return exit_status(lambda: run(args))
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.list_recipes:
+        print(list_recipes(), end="")
         return 0
-    except UserError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    from rsb import trainer
+    from rsb.config import build_config
+    from rsb.distributed import default_workers
+    from rsb.resolve import print_config
+    sample = args.data is None
+    policy = [f"run.wandb_project={args.wandb_project}"] if args.wandb_project else []
+    cfg = build_config(args.recipe, [*args.overrides, *policy], sample)
+    if args.print_config:
+        print(print_config(cfg, sample, args.device), end="")
+        return 0
+    name = Path(args.recipe).stem + ("-sample" if sample else "")
+    env = trainer.RunEnv(data=args.data, output=args.output or Path("runs") / name,
+                         workers=args.workers if args.workers is not None else default_workers(),
+                         device=args.device, resume=args.resume, resume_changed=args.resume_changed,
+                         quiet=args.quiet)
+    summary = trainer.train(cfg, env)
+    if summary.get("final_val_top1") is not None:
+        print(f"done: final val top-1 {summary['final_val_top1']:.2f}% "
+              f"(best {summary['best_val_top1']:.2f}% at epoch {summary['best_epoch']}); "
+              f"outputs in {summary['run_dir']}")
+    return 0
 
 
 if __name__ == "__main__":

@@ -23,7 +23,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from rsb.errors import UserError
+from rsb.errors import UserError, exit_status
 
 INTERPOLATIONS = ("bicubic", "bilinear", "nearest", "lanczos", "box", "hamming")
 
@@ -84,7 +84,8 @@ def _results_file(args) -> Path:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    try:
+
+    def run() -> None:
         from rsb.evaluation.run import validate  # after parsing: --help does not wait for torch
         validate(args.checkpoints, weights=args.weights, model=args.model, num_classes=args.num_classes,
                  ema=args.ema, data=args.data, imagenet_v2=args.imagenet_v2, real_labels=args.real_labels,
@@ -92,10 +93,7 @@ def main(argv=None) -> int:
                  interpolation=args.interpolation, mean=args.mean, std=args.std, batch_size=args.batch_size,
                  workers=args.workers, device=args.device, amp=args.amp, results_file=_results_file(args),
                  quiet=args.quiet)
-        return 0
-    except UserError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    return exit_status(run)
 
 
 if __name__ == "__main__":

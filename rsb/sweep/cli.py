@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 
 from rsb.envflags import environment_parser
-from rsb.errors import UserError
+from rsb.errors import UserError, exit_status
 from rsb.sweep import slurm, spec as sweepspec, state
 from rsb.sweep.seedjob import SeedJob
 from rsb.sweep.spec import format_seeds, parse_seeds, run_dir_name
@@ -228,10 +228,7 @@ def _retire_failed(out: Path, seeds: list[int]) -> None:
 def main(argv=None) -> int:
     args = parse_args(argv)
     try:
-        return run(args)
-    except UserError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+        return exit_status(lambda: run(args))
     except KeyboardInterrupt:
         if args.command == "launch":  # the runner stopped its seeds, each with a checkpoint
             print("interrupted: the stopped seeds saved a checkpoint; the same command resumes them",
