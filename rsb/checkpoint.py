@@ -22,7 +22,7 @@ import torch
 
 from rsb.errors import UserError
 from rsb import runfolder
-from rsb.runfolder import BEST, EPOCH_CHECKPOINTS, LAST, PREV, temporary_for
+from rsb.runfolder import BEST, EPOCH_CHECKPOINTS, LAST, PREV
 
 DIGEST_KEY = "sha256"
 # The EMA weights are stored under timm's name for them, so timm.models.load_checkpoint(model, path, use_ema=True)
@@ -58,19 +58,14 @@ def digest(obj: dict) -> str:
 
 
 def save_atomic(obj: dict, path: Path, keep_previous: bool = False) -> None:
-    """Write obj to path atomically; with keep_previous the old file becomes prev.pt (the resume fallback).
-    A failed write (e.g. a full disk) raises UserError and leaves the old files untouched."""
+    """Write obj to path atomically and durably; with keep_previous the old file becomes prev.pt (the resume
+    fallback). A failed write (e.g. a full disk) raises UserError and leaves the old files untouched."""
     path = Path(path)
     obj = {**obj, DIGEST_KEY: digest(obj)}
-    tmp = temporary_for(path)
     try:
-        with open(tmp, "wb") as f:
+        with runfolder.atomic_path(path, durable=True, previous=path.with_name(PREV) if keep_previous else None) \
+                as tmp, open(tmp, "wb") as f:
             torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        if keep_previous and path.exists():
-            os.replace(path, path.with_name(PREV))
-        os.replace(tmp, path)
     except (OSError, RuntimeError) as e:  # torch's zip writer reports a failed write as RuntimeError
         if isinstance(e, OSError):
             reason = e.strerror or str(e)
@@ -78,17 +73,6 @@ def save_atomic(obj: dict, path: Path, keep_previous: bool = False) -> None:
             reason = "the write failed (" + str(e).splitlines()[0][:120] + ")"
         raise UserError(f"could not write checkpoint {path}: {reason}; check free disk space and quota, then "
                         f"run the same command to resume from the previous checkpoint.") from None
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    try:  # make the rename itself durable
-        fd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-    except OSError:
-        pass
 
 
 def load(path: str | Path) -> dict:

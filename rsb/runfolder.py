@@ -36,9 +36,10 @@ def temporary_for(path: str | Path) -> Path:
 
 
 @contextlib.contextmanager
-def atomic_path(path: str | Path, durable: bool = False):
-    """Yield a temporary path to write; on success it replaces `path` (after an fsync when durable), on an
-    error it is removed and `path` is untouched."""
+def atomic_path(path: str | Path, durable: bool = False, previous: str | Path | None = None):
+    """Yield a temporary path to write; on success it replaces `path`, on an error it is removed and `path` is
+    untouched. `durable`: the file and the rename are flushed to disk (checkpoints). `previous`: the file being
+    replaced is kept under that name (last.pt's prev.pt)."""
     path = Path(path)
     tmp = temporary_for(path)
     try:
@@ -46,10 +47,25 @@ def atomic_path(path: str | Path, durable: bool = False):
         if durable:
             with open(tmp, "rb+") as f:
                 os.fsync(f.fileno())
+        if previous is not None and path.exists():
+            os.replace(path, previous)
         os.replace(tmp, path)
     finally:
         if tmp.exists():
             tmp.unlink()
+    if durable:
+        _fsync_folder(path.parent)
+
+
+def _fsync_folder(folder: Path) -> None:
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    except OSError:  # not every file system lets a folder be opened or synced
+        pass
 
 
 @contextlib.contextmanager
