@@ -137,7 +137,7 @@ def test_full_disk_stops_with_a_clear_error_and_keeps_the_last_checkpoint(data, 
         resource.setrlimit(resource.RLIMIT_FSIZE, (size // 2, size // 2))
 
     res = subprocess.run(_args(data, run, extra=["sched.epochs=2", "sched.warmup_epochs=0",
-                                                 "run.checkpoint_every_steps=0"]),
+                                                 "run.checkpoint_every_steps=0", "--resume-changed"]),
                          cwd=REPO, env=_env(), capture_output=True, text=True, timeout=300,
                          preexec_fn=limit_file_size)
     assert res.returncode == 2, res.stdout + res.stderr
