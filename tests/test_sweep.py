@@ -13,7 +13,7 @@ import pytest
 
 from rsb import plots
 from rsb.errors import UserError
-from rsb.sweep import cli, state, stats
+from rsb.sweep import cli, queue, state, stats
 from rsb.sweep import spec as sweepspec
 from rsb.distributed import master_port_for_job as master_port
 from rsb.sweep.seedjob import SeedJob, ddp_environment
@@ -204,7 +204,7 @@ def test_status_states_from_files_and_scheduler(tmp_path):
     assert seed_status(3, d, 10, None, None).state == "interrupted"  # progress but no job: relaunch resumes
     dead = {"cluster": "local", "host": socket.gethostname(), "launcher_pid": 2 ** 22 + 12345}
     assert seed_status(3, d, 10, dead, None).state == "interrupted"
-    assert state.parse_sacct("5_[2-4%2]|PENDING\n5_1|RUNNING\n6|CANCELLED by 12\n") == {
+    assert queue.parse_states("5_[2-4%2]|PENDING\n5_1|RUNNING\n6|CANCELLED by 12\n") == {
         "5_2": "PENDING", "5_3": "PENDING", "5_4": "PENDING", "5_1": "RUNNING", "6": "CANCELLED"}
 
 
@@ -284,6 +284,7 @@ def _fake_slurm(bin_dir: Path, record: Path, sacct_out: str) -> None:
         "sbatch": (f'#!/bin/sh\ncat "$1" >> "{record}"\necho "----" >> "{record}"\n'
                    'echo "Submitted batch job 1234"\n'),
         "srun": "#!/bin/sh\nexit 0\n",
+        "squeue": "#!/bin/sh\nexit 1\n",  # a controller that does not answer: the states come from sacct
         "sacct": f"#!/bin/sh\nprintf '{sacct_out}'\n",
     }
     for name, text in scripts.items():
