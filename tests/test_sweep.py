@@ -134,6 +134,27 @@ def test_launch_dry_run_reports_the_plan(tmp_path, capsys):
     assert not (tmp_path / "sweep.json").exists()  # a dry run records nothing
 
 
+@pytest.mark.parametrize("flags, message", [
+    (["--gpus-per-node", "4", "--tasks-per-node", "2"], "one process per GPU"),
+    (["--tasks-per-node", "0"], "--tasks-per-node must be positive"),
+    (["--timeout-min", "1"], "--signal-before-s 180 is not shorter than the time limit"),
+])
+def test_bad_slurm_task_and_signal_settings_are_one_sentence_errors(tmp_path, capsys, flags, message):
+    assert cli.main(["launch", "--seeds", "1", "--out", str(tmp_path), "--cluster", "local", "--dry-run",
+                     *flags]) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_cpu_tasks_per_node_set_the_world_size_and_the_job_tasks():
+    from rsb.sweep.slurm import executor_parameters
+    ex = sweepspec.Executor(cluster="slurm", gpus_per_node=0, tasks_per_node=2, signal_before_s=20)
+    params = executor_parameters(ex, "x")
+    assert params["tasks_per_node"] == 2 and "gpus_per_node" not in params
+    assert params["slurm_additional_parameters"]["signal"] == "USR2@20"
+    assert executor_parameters(sweepspec.Executor(gpus_per_node=4), "x")["tasks_per_node"] == 4
+    assert sweepspec.Executor(gpus_per_node=0).processes_per_node == 1
+
+
 def test_relaunch_with_other_settings_is_refused(tmp_path):
     ex = sweepspec.Executor()
     first = sweepspec.make_spec("a2", [1, 2], ["sched.epochs=2"], None, None, ex)
