@@ -13,7 +13,7 @@ import pytest
 
 from rsb import plots
 from rsb.errors import UserError
-from rsb.sweep import cli, state, stats
+from rsb.sweep import cli, queue, state, stats
 from rsb.sweep import spec as sweepspec
 from rsb.distributed import master_port_for_job as master_port
 from rsb.sweep.seedjob import SeedJob, ddp_environment
@@ -134,6 +134,27 @@ def test_launch_dry_run_reports_the_plan(tmp_path, capsys):
     assert not (tmp_path / "sweep.json").exists()  # a dry run records nothing
 
 
+@pytest.mark.parametrize("flags, message", [
+    (["--gpus-per-node", "4", "--tasks-per-node", "2"], "one process per GPU"),
+    (["--tasks-per-node", "0"], "--tasks-per-node must be positive"),
+    (["--timeout-min", "1"], "--signal-before-s 180 is not shorter than the time limit"),
+])
+def test_bad_slurm_task_and_signal_settings_are_one_sentence_errors(tmp_path, capsys, flags, message):
+    assert cli.main(["launch", "--seeds", "1", "--out", str(tmp_path), "--cluster", "local", "--dry-run",
+                     *flags]) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_cpu_tasks_per_node_set_the_world_size_and_the_job_tasks():
+    from rsb.sweep.slurm import executor_parameters
+    ex = sweepspec.Executor(cluster="slurm", gpus_per_node=0, tasks_per_node=2, signal_before_s=20)
+    params = executor_parameters(ex, "x")
+    assert params["tasks_per_node"] == 2 and "gpus_per_node" not in params
+    assert params["slurm_additional_parameters"]["signal"] == "USR2@20"
+    assert executor_parameters(sweepspec.Executor(gpus_per_node=4), "x")["tasks_per_node"] == 4
+    assert sweepspec.Executor(gpus_per_node=0).processes_per_node == 1
+
+
 def test_relaunch_with_other_settings_is_refused(tmp_path):
     ex = sweepspec.Executor()
     first = sweepspec.make_spec("a2", [1, 2], ["sched.epochs=2"], None, None, ex)
@@ -204,7 +225,7 @@ def test_status_states_from_files_and_scheduler(tmp_path):
     assert seed_status(3, d, 10, None, None).state == "interrupted"  # progress but no job: relaunch resumes
     dead = {"cluster": "local", "host": socket.gethostname(), "launcher_pid": 2 ** 22 + 12345}
     assert seed_status(3, d, 10, dead, None).state == "interrupted"
-    assert state.parse_sacct("5_[2-4%2]|PENDING\n5_1|RUNNING\n6|CANCELLED by 12\n") == {
+    assert queue.parse_states("5_[2-4%2]|PENDING\n5_1|RUNNING\n6|CANCELLED by 12\n") == {
         "5_2": "PENDING", "5_3": "PENDING", "5_4": "PENDING", "5_1": "RUNNING", "6": "CANCELLED"}
 
 
@@ -284,6 +305,7 @@ def _fake_slurm(bin_dir: Path, record: Path, sacct_out: str) -> None:
         "sbatch": (f'#!/bin/sh\ncat "$1" >> "{record}"\necho "----" >> "{record}"\n'
                    'echo "Submitted batch job 1234"\n'),
         "srun": "#!/bin/sh\nexit 0\n",
+        "squeue": "#!/bin/sh\nexit 1\n",  # a controller that does not answer: the states come from sacct
         "sacct": f"#!/bin/sh\nprintf '{sacct_out}'\n",
     }
     for name, text in scripts.items():

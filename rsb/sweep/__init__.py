@@ -11,10 +11,12 @@ One module per job:
   state.py    what state seed N is in (queued / running / finished / failed / interrupted / missing), from its
               run folder (the job's RUNNING.json and FAILED.json markers, progress) and the queue (<out>/jobs.json,
               sacct, process liveness); its table, and which seeds a launch submits, skips or resumes
+  queue.py    Slurm's state of a job: squeue, then sacct
   seedjob.py  the job a runner executes for one seed: its (DDP) training, requeued by submitit after preemption
   local.py    running seeds on this machine, N at a time
-  slurm.py    submitting seeds to Slurm as one array job through submitit
-  scores.py   final-epoch scores of each finished seed through rsb.validate, cached per seed
+  slurm.py    submitting seeds to Slurm as one array job through submitit; one job, waited for
+  scores.py   final-epoch scores of each finished seed through rsb.validate, cached per seed, here or as a
+              Slurm job
   stats.py    mean, std, median, Pearson and Spearman
   report.py   the report folder (tables, figures through rsb.plots) and the summary printed
 """

@@ -4,6 +4,7 @@
       --imagenet-v2 /data/imagenetv2-matched-frequency-format-val --out sweeps/a2 [section.key=value ...]
   python -m rsb.sweep status sweeps/a2            # per seed: queued / running (epoch k of n) / finished / failed
   python -m rsb.sweep report sweeps/a2            # final-epoch val and V2 scores, statistics, plots
+  python -m rsb.sweep report sweeps/a2 --cluster slurm   # the same, scoring in a Slurm job
   python -m rsb.sweep launch --recipe a2 --seeds 1-4 --out sweeps/sample sched.epochs=2   # sample data, here
 
 Recipe overrides come last, as in train.py (`... --out sweeps/a2 optim.lr=4e-3`, or after `--`); train.seed
@@ -16,6 +17,7 @@ checkpoint). Errors: one sentence, exit status 2.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import sys
@@ -56,11 +58,15 @@ def parse_args(argv=None):
     sl.add_argument("--partition", help="Slurm partition (default: the cluster's)")
     sl.add_argument("--nodes", type=int, default=1, help="nodes per seed (default 1)")
     sl.add_argument("--gpus-per-node", type=int, default=8,
-                    help="GPUs per node = DDP processes per node (default 8)")
+                    help="GPUs per node = DDP processes per node (default 8); 0 for CPU nodes")
+    sl.add_argument("--tasks-per-node", type=int, help="DDP processes per node (default: one per GPU, one "
+                                                       "without GPUs); on CPU nodes, e.g. 2 with --gpus-per-node 0")
     sl.add_argument("--cpus-per-task", type=int, default=10, help="CPUs per process (default 10)")
     sl.add_argument("--mem-gb", type=float, help="memory per node in GB (default: the cluster's)")
     sl.add_argument("--timeout-min", type=int, default=1440, help="time limit per job (default 1440); a job "
                                                                  "that reaches it saves, requeues and resumes")
+    sl.add_argument("--signal-before-s", type=int, default=180, metavar="S",
+                    help="Slurm sends the save-and-requeue signal S seconds before the time limit (default 180)")
     sl.add_argument("--slurm", action="append", type=_key_value, default=[], metavar="KEY=VALUE",
                     help="any other sbatch option, e.g. --slurm account=myproj --slurm qos=high")
     la.add_argument("--dry-run", action="store_true", help="print what would be submitted, submit nothing")
@@ -77,6 +83,13 @@ def parse_args(argv=None):
     rp.add_argument("--device", default="auto", help="device for scoring: auto, cpu, cuda")
     rp.add_argument("--workers", type=int, help="decoding processes for scoring")
     rp.add_argument("--batch-size", type=int, help="images per batch for scoring")
+    rp.add_argument("--cluster", default="local", choices=["local", "slurm"],
+                    help="where the scoring runs: here (default), or as one Slurm job that this command waits for")
+    rs = rp.add_argument_group("the Slurm scoring job (with --cluster slurm)")
+    rs.add_argument("--partition", help="Slurm partition (default: the sweep's)")
+    rs.add_argument("--timeout-min", type=int, default=60, help="time limit of the scoring job (default 60)")
+    rs.add_argument("--slurm", action="append", type=_key_value, default=[], metavar="KEY=VALUE",
+                    help="any other sbatch option, e.g. --slurm account=myproj")
 
     jb = sub.add_parser("job", help="train one seed of a sweep in this process (what each local job runs)")
     jb.add_argument("out", type=Path, help="sweep folder")
@@ -90,17 +103,30 @@ def _positive(name: str, value) -> None:
         raise UserError(f"{name} must be positive, got {value}.")
 
 
+def _check_launch_numbers(args) -> None:
+    for name in ("max_parallel", "nodes", "tasks_per_node", "cpus_per_task", "mem_gb", "timeout_min",
+                 "signal_before_s"):
+        _positive("--" + name.replace("_", "-"), getattr(args, name))
+    if args.workers is not None and args.workers < 0:
+        raise UserError(f"--workers must be 0 or more, got {args.workers}.")
+    if args.gpus_per_node < 0:
+        raise UserError(f"--gpus-per-node must be 0 or more, got {args.gpus_per_node}.")
+    if args.gpus_per_node and args.tasks_per_node not in (None, args.gpus_per_node):
+        raise UserError(f"--tasks-per-node {args.tasks_per_node} differs from --gpus-per-node "
+                        f"{args.gpus_per_node}; a DDP run has one process per GPU (use --gpus-per-node 0 for CPU "
+                        f"tasks).")
+    if args.signal_before_s >= args.timeout_min * 60:  # the signal would come at the start, again every requeue
+        raise UserError(f"--signal-before-s {args.signal_before_s} is not shorter than the time limit "
+                        f"(--timeout-min {args.timeout_min}); give a smaller --signal-before-s.")
+
+
 def run(args) -> int:
     if args.command == "launch":
-        for name in ("max_parallel", "nodes", "cpus_per_task", "mem_gb", "timeout_min"):
-            _positive("--" + name.replace("_", "-"), getattr(args, name))
-        if args.workers is not None and args.workers < 0:
-            raise UserError(f"--workers must be 0 or more, got {args.workers}.")
-        if args.gpus_per_node < 0:
-            raise UserError(f"--gpus-per-node must be 0 or more, got {args.gpus_per_node}.")
+        _check_launch_numbers(args)
         ex = sweepspec.Executor(cluster=args.cluster, partition=args.partition, nodes=args.nodes,
-                      gpus_per_node=args.gpus_per_node, cpus_per_task=args.cpus_per_task, mem_gb=args.mem_gb,
-                      timeout_min=args.timeout_min, max_parallel=args.max_parallel, workers=args.workers,
+                      gpus_per_node=args.gpus_per_node, tasks_per_node=args.tasks_per_node,
+                      cpus_per_task=args.cpus_per_task, mem_gb=args.mem_gb, timeout_min=args.timeout_min,
+                      signal_before_s=args.signal_before_s, max_parallel=args.max_parallel, workers=args.workers,
                       device=args.device, resume_changed=args.resume_changed)
         return launch(args.recipe, parse_seeds(args.seeds), args.out, args.data, args.imagenet_v2,
                       args.overrides, ex, dry_run=args.dry_run, slurm_extra=dict(args.slurm) or None)
@@ -113,7 +139,14 @@ def run(args) -> int:
         return 0
     if args.command == "report":
         from rsb.sweep.report import REPORT_DIR, build_report  # numpy and matplotlib: only for the report
-        doc = build_report(args.out, args.device, args.workers, args.batch_size)
+        from rsb.sweep.scores import score_on_slurm, score_seeds
+        _positive("--timeout-min", args.timeout_min)
+        scorer = score_seeds
+        if args.cluster == "slurm":
+            slurm.check_ready()
+            scorer = functools.partial(score_on_slurm, partition=args.partition, timeout_min=args.timeout_min,
+                                       extra=dict(args.slurm) or None)
+        doc = build_report(args.out, args.device, args.workers, args.batch_size, scorer=scorer)
         print()
         print("\n".join(doc["summary"]))
         print(f"report written to {args.out / REPORT_DIR} (report.md, seeds.csv, report.json, "

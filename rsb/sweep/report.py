@@ -152,7 +152,8 @@ def make_plots(out: Path, folder: Path, rows: list[dict], analysis: dict, title:
 
 
 def build_report(out: str | Path, device: str = "auto", workers: int | None = None,
-                 batch_size: int | None = None, log=print) -> dict:
+                 batch_size: int | None = None, log=print, scorer=score_seeds) -> dict:
+    """`scorer`: score_seeds here, or rsb.sweep.scores.score_on_slurm (with its Slurm options bound)."""
     out = Path(out)
     spec, statuses = collect(out)
     finished = [s.seed for s in statuses if s.state == "finished"]
@@ -160,7 +161,7 @@ def build_report(out: str | Path, device: str = "auto", workers: int | None = No
         raise UserError(f"no seed of {out} has finished yet; see 'python -m rsb.sweep status {out}'.")
     folder = out / REPORT_DIR
     folder.mkdir(parents=True, exist_ok=True)
-    scores = score_seeds(spec, out, finished, folder / "scores", device, workers, batch_size, log)
+    scores = scorer(spec, out, finished, folder / "scores", device, workers, batch_size, log)
     rows = seed_rows(out, finished, scores)
     analysis = analyse(rows)
     title = f"{os.path.basename(spec.recipe).removesuffix('.yaml')} sweep"

@@ -133,3 +133,25 @@ def _run_validate(ckpts: list[Path], flags: list[str], work: Path, device: str, 
     if len(rows) != len(ckpts):
         raise UserError(f"validate.py scored {len(rows)} checkpoint(s), expected {len(ckpts)}; see {work}.")
     return rows
+
+
+def score_on_slurm(spec: SweepSpec, out: Path, seeds: list[int], cache_dir: Path, device: str = "auto",
+                   workers: int | None = None, batch_size: int | None = None, log=print,
+                   partition: str | None = None, timeout_min: int = 60, extra: dict | None = None) -> dict[int, dict]:
+    """score_seeds as one Slurm job (one task, one GPU if the sweep's seeds had GPUs), waited for here: a
+    100-seed report does not score on the login node. The job writes the same per-seed cache."""
+    import dataclasses
+    import functools
+
+    from rsb.sweep import slurm
+    ex = dataclasses.replace(spec.executor, cluster="slurm", nodes=1, tasks_per_node=1,
+                             gpus_per_node=min(1, spec.executor.gpus_per_node),
+                             partition=partition or spec.executor.partition, timeout_min=timeout_min,
+                             signal_before_s=min(spec.executor.signal_before_s, timeout_min * 30), max_parallel=None)
+    out, cache_dir = Path(out).resolve(), Path(cache_dir).resolve()
+    fn = functools.partial(score_seeds, spec, out, list(seeds), cache_dir, device, workers, batch_size)
+    job = slurm.submit_job(out, ex, f"rsb-{Path(spec.recipe).stem}-report", fn, extra)
+    log(f"scoring {len(seeds)} seed(s) in Slurm job {job.job_id}; waiting for it (log: {job.paths.stdout})")
+    scores = slurm.wait_for(job, "the scoring job")
+    log(f"Slurm job {job.job_id} scored {len(scores)} seed(s)")
+    return scores

@@ -65,13 +65,19 @@ class Executor:
     partition: str | None = None
     nodes: int = 1
     gpus_per_node: int = 8
+    tasks_per_node: int | None = None  # DDP processes per node; None: one per GPU (one on a CPU-only node)
     cpus_per_task: int = 10
     mem_gb: float | None = None
     timeout_min: int = 1440
+    signal_before_s: int = 180       # Slurm's save-and-requeue signal this long before the time limit
     max_parallel: int | None = None  # None: 1 locally, no limit (submitit's 256) on Slurm
     workers: int | None = None       # loader processes per training process; None: from the CPUs available
     device: str = "auto"
     resume_changed: bool = False     # this launch continues the seeds with changed recipe values, on purpose
+
+    @property
+    def processes_per_node(self) -> int:
+        return self.tasks_per_node or max(1, self.gpus_per_node)
 
 
 @dataclass
@@ -105,7 +111,7 @@ def resolve_once(cfg: Config, sample: bool, executor: Executor) -> None:
     the processes one seed gets (Slurm: nodes x GPUs per node; locally one)."""
     from rsb.data.sample import NUM_CLASSES, SPLITS
     from rsb.resolve import IMAGENET_TRAIN_IMAGES, resolve
-    world = executor.nodes * max(1, executor.gpus_per_node) if executor.cluster == "slurm" else 1
+    world = executor.nodes * executor.processes_per_node if executor.cluster == "slurm" else 1
     resolve(cfg, world, SPLITS["train"] * NUM_CLASSES if sample else IMAGENET_TRAIN_IMAGES)
 
 

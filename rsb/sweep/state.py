@@ -5,17 +5,16 @@ it which seeds a launch submits.
 Two sources. The run folder: the trainer writes resolved.yaml, metrics.csv, last.pt and summary.json; the seed's
 job adds RUNNING.json while it trains (host, pid, job id) and FAILED.json when it ended with an error (type,
 message, the end of the traceback). The queue: what was submitted for each seed (<out>/jobs.json), Slurm's state
-from sacct, or, for seeds run on this machine, whether the launching process still lives.
+(rsb.sweep.queue: squeue, then sacct) or, for seeds run on this machine, whether the launching process still
+lives.
 
-The run folder is the truth for finished and failed; for the rest the scheduler's word (sacct) comes first,
-because a job killed hard (out of memory, node failure) leaves a stale RUNNING.json behind."""
+The run folder is the truth for finished and failed; for the rest the scheduler's word comes first, because a
+job killed hard (out of memory, node failure) leaves a stale RUNNING.json behind."""
 from __future__ import annotations
 
 import json
 import os
-import re
 import socket
-import subprocess
 import time
 import traceback
 from dataclasses import asdict, dataclass, field
@@ -24,18 +23,14 @@ from pathlib import Path
 from rsb import runfolder
 from rsb.runfolder import LAST, PREV, SUMMARY, read_metrics
 from rsb.sweep import spec as sweepspec
+from rsb.sweep.queue import NOT_FOUND, SLURM_FAILED, SLURM_QUEUED, SLURM_RUNNING, slurm_states
 from rsb.sweep.spec import run_dir_name
 
 RUNNING, FAILED, FAILED_PREVIOUS = "RUNNING.json", "FAILED.json", "FAILED.previous.json"
 LOG = "log.txt"
 TRACEBACK_LINES = 15
 JOBS_NAME = "jobs.json"
-_ARRAY = re.compile(r"^(\d+)_\[([^\]]+)\]$")  # a pending array: 1234_[3-9%4] or 1234_[1,4]
-NOT_FOUND = "NOT_FOUND"  # sacct answered, without this job: it is long gone
 STATES = ("finished", "running", "queued", "failed", "interrupted", "missing")
-SLURM_QUEUED = {"PENDING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED", "CONFIGURING", "RESIZING", "SUSPENDED"}
-SLURM_RUNNING = {"RUNNING", "COMPLETING", "STAGE_OUT", "SIGNALING"}
-SLURM_FAILED = {"FAILED", "OUT_OF_MEMORY", "NODE_FAIL", "BOOT_FAIL"}  # others (TIMEOUT, CANCELLED, ...) interrupt
 
 
 # ---- the run folder ------------------------------------------------------------------------------------------
@@ -147,40 +142,6 @@ def on_this_host(record: dict | None) -> bool:
     return bool(record) and record.get("host") == socket.gethostname()
 
 
-def parse_sacct(text: str) -> dict[str, str]:
-    """`sacct -n -P -X -o JobID,State` lines to {job id: STATE}; pending array ranges are expanded."""
-    states = {}
-    for line in text.splitlines():
-        parts = line.strip().split("|")
-        if len(parts) < 2 or not parts[0]:
-            continue
-        job, state = parts[0], (parts[1].split() or ["UNKNOWN"])[0]  # "CANCELLED by 1234" -> CANCELLED
-        m = _ARRAY.match(job)
-        if not m:
-            states[job] = state
-            continue
-        for item in m.group(2).split("%")[0].split(","):
-            lo, _, hi = item.partition("-")
-            for i in range(int(lo), int(hi or lo) + 1):
-                states[f"{m.group(1)}_{i}"] = state
-    return states
-
-
-def slurm_states(job_ids: list[str], timeout_s: float = 30) -> dict[str, str] | None:
-    """Scheduler states of Slurm job ids (NOT_FOUND for ids sacct does not list); None when sacct is missing
-    or fails, and the caller has only the run folders to go by."""
-    bases = sorted({j.split("_")[0] for j in job_ids if j})
-    if not bases:
-        return {}
-    try:
-        out = subprocess.run(["sacct", "-n", "-P", "-X", "-o", "JobID,State", "-j", ",".join(bases)],
-                             capture_output=True, text=True, timeout=timeout_s, check=True)
-    except (OSError, subprocess.SubprocessError):
-        return None
-    states = parse_sacct(out.stdout)
-    return {j: states.get(j, NOT_FOUND) for j in job_ids if j}
-
-
 # ---- the state of each seed ---------------------------------------------------------------------------------
 @dataclass
 class SeedStatus:
@@ -224,7 +185,7 @@ def seed_status(seed: int, run_dir: Path, epochs: int, record: dict | None, sche
             return status("queued", "requeued" if progress else "")
         if sched_state in SLURM_FAILED:
             return status("failed", f"Slurm job {job_id} ended {sched_state}; see its log under submitit/")
-        if sched_state is None:  # sacct unavailable: the files are all we have
+        if sched_state is None:  # squeue and sacct unavailable: the files are all we have
             return status("running" if marker else "queued", "scheduler state unknown")
         ended = "is unknown to Slurm" if sched_state == NOT_FOUND else f"ended {sched_state}"
         return status("interrupted", f"Slurm job {job_id} {ended}; relaunch to resume")
@@ -238,7 +199,7 @@ def seed_status(seed: int, run_dir: Path, epochs: int, record: dict | None, sche
 
 
 def statuses_for(out: Path, seeds: list[int], epochs: int, query_scheduler: bool = True) -> list[SeedStatus]:
-    """States of `seeds` in the sweep folder `out`, asking sacct once for all Slurm jobs on record."""
+    """States of `seeds` in the sweep folder `out`, asking the scheduler once for all Slurm jobs on record."""
     records = load_jobs(out)
     slurm_ids = [r["job_id"] for r in records.values() if r.get("cluster") == "slurm" and r.get("job_id")]
     states = slurm_states(slurm_ids) if query_scheduler and slurm_ids else None
@@ -309,5 +270,5 @@ def make_plan(statuses: list[SeedStatus]) -> Plan:
 
 def plan_seeds(out: Path, seeds: list[int], epochs: int, query_scheduler: bool = True) -> Plan:
     """The plan for `seeds` of the sweep in `out`, from the run folders and the job records there. A Slurm job
-    whose state sacct cannot tell counts as live: a duplicate job in one run folder is worse than a wait."""
+    whose state the scheduler cannot tell counts as live: a duplicate job in one run folder is worse than a wait."""
     return make_plan(statuses_for(Path(out), seeds, epochs, query_scheduler))

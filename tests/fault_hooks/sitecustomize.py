@@ -1,13 +1,14 @@
-"""Fault injection for tests/test_faults.py, loaded into a training subprocess through PYTHONPATH.
+"""Fault injection for tests/test_faults.py and tests/test_slurm.py, loaded into a training subprocess (or Slurm
+job) through PYTHONPATH.
 
 RSB_FAULT_SLOW_SAVE=<marker path>: the next checkpoint write stops half-way, creates the marker file and sleeps,
 so the test can kill the process in the middle of a checkpoint write."""
 import os
+import time
 
 marker = os.environ.get("RSB_FAULT_SLOW_SAVE")
 if marker:
     import io
-    import time
 
     import torch
 
@@ -26,3 +27,18 @@ if marker:
         f.write(data[len(data) // 2:])
 
     torch.save = slow_save
+
+# RSB_FAULT_SLOW_STEP_S=<seconds>: every backward pass first sleeps that long, in a Slurm job's first allocation
+# only (not once requeued: SLURM_RESTART_COUNT), so a test can have a job still training when its time-limit
+# warning comes, and finish quickly on the next allocation.
+slow_step = os.environ.get("RSB_FAULT_SLOW_STEP_S")
+if slow_step and os.environ.get("SLURM_RESTART_COUNT", "0") == "0":
+    import torch.autograd
+
+    real_backward = torch.autograd.backward
+
+    def slow_backward(*args, **kwargs):
+        time.sleep(float(slow_step))
+        return real_backward(*args, **kwargs)
+
+    torch.autograd.backward = slow_backward
