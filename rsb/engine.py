@@ -45,9 +45,13 @@ def autocast(device: torch.device, dtype: torch.dtype | None):
 def train_one_epoch(model, batches, prep, loss_fn, optimizer, schedule, *, device, first_step: int,
                     steps: int, accum_steps: int = 1, amp_dtype=None, scaler=None, clip_grad: float | None = None,
                     ema=None, progress=None, world_size: int = 1, skip_nonfinite: bool = False,
-                    after_step=lambda steps_done: False) -> EpochStats:
+                    after_step=lambda steps_done: False, seed_micro_batch=None) -> EpochStats:
     """Run `steps` optimizer steps (each of `accum_steps` micro-batches) from global step `first_step`.
     `after_step(steps_done)` runs after every optimizer step (checkpoints, signals); True stops the epoch.
+    `seed_micro_batch(step, k)` runs before the k-th micro-batch of optimizer step `step`: the random draws on
+    the device (Mixup/CutMix, random erasing, stochastic depth) then depend on where the run is, not on the
+    history of the process's generators, so a run resumed mid-epoch draws what an uninterrupted one draws, on
+    every DDP rank (a checkpoint holds one process's generator state only).
 
     Non-finite losses: by default the first bad step is recorded on the device (no per-step sync) and raised
     every NONFINITE_CHECK_EVERY steps and at the end, on every process alike (a NaN reaches every rank through
@@ -69,6 +73,8 @@ def train_one_epoch(model, batches, prep, loss_fn, optimizer, schedule, *, devic
         if micro >= steps * accum_steps:
             break
         skipped += bad_images
+        if seed_micro_batch is not None:
+            seed_micro_batch(step, micro % accum_steps)
         x, y = prep(images, labels, train=True)
         if micro % accum_steps == 0:
             lr = schedule.apply(optimizer, step)

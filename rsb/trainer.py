@@ -125,8 +125,6 @@ class Trainer:
 
     def _train_epoch(self, epoch: int):
         cfg, d, der, st, p = self.cfg, self.dist, self.derived, self.state, self.parts
-        if st.epoch_step == 0:  # a mid-epoch resume keeps the RNG state saved with the checkpoint
-            seed_everything(seed_for(cfg.train.seed, epoch, d.rank))
         batches = p.train_loader.epoch(epoch, start_sample=st.epoch_step * der.accum_steps * der.batch_per_device)
         progress = Progress(self.main and not self.env.quiet, der.total_steps, st.step, cfg.run.log_every,
                             epoch, cfg.sched.epochs, on_log=self.trackers.step if self.main else None)
@@ -135,7 +133,8 @@ class Trainer:
                 p.model, batches, p.prep_train, p.loss_fn, p.optimizer, p.schedule, device=d.device,
                 first_step=st.step, steps=der.steps_per_epoch - st.epoch_step, accum_steps=der.accum_steps,
                 amp_dtype=self.precision.dtype, scaler=p.scaler, clip_grad=p.clip, ema=p.ema, progress=progress,
-                world_size=d.world_size, skip_nonfinite=cfg.run.nonfinite == "skip", after_step=self._after_step)
+                world_size=d.world_size, skip_nonfinite=cfg.run.nonfinite == "skip", after_step=self._after_step,
+                seed_micro_batch=lambda step, k: seed_everything(seed_for(cfg.train.seed, step, k, d.rank, 3)))
         except NonFiniteLoss as e:
             self.metrics.append({"epoch": epoch + 1, "train_loss": "nan", "nonfinite_steps": 1,
                                  "note": f"stopped: non-finite loss at step {e.step}"})

@@ -413,3 +413,30 @@ def test_ddp_skip_nonfinite_agrees_across_processes(tmp_path):
         assert r["optimizer_steps"] == [4]  # step 1 (micro-batches 1-2) dropped, step 2 taken
     assert _same(r0["weights"], r1["weights"])
     assert not _same(r0["weights"], {n: t for n, t in _mlp().state_dict().items()})
+
+
+def test_seeding_each_micro_batch_makes_its_random_draws_independent_of_the_process_history():
+    """A resumed process (or another DDP rank restoring rank 0's generator state) draws what an uninterrupted
+    one draws: seed_micro_batch(step, k) reseeds before every micro-batch's device work (here a dropout)."""
+    x, y = _samples(40, seed=3)
+    seeds = []
+
+    def run(history_seed: int):
+        torch.manual_seed(0)
+        model = torch.nn.Sequential(torch.nn.Linear(6, 16), torch.nn.Dropout(0.5), torch.nn.Linear(16, 3))
+        model = model.to(torch.float64)
+        torch.manual_seed(history_seed)  # whatever the process drew before
+        opt = torch.optim.SGD(model.parameters(), lr=0.1)
+        schedule = WarmupCosine(SchedConfig(warmup_lr=1e-3, min_lr=1e-4), 0.05, 10, 0)
+
+        def reseed(step, k):
+            seeds.append((step, k))
+            torch.manual_seed(1000 * step + k)
+        train_one_epoch(model, _batches(x, y, 5), lambda a, b, train=False: (a, b),
+                        torch.nn.functional.cross_entropy, opt, schedule, device=CPU, first_step=4, steps=4,
+                        accum_steps=2, seed_micro_batch=reseed)
+        return [p.detach().clone() for p in model.parameters()]
+
+    a, b = run(1), run(2)
+    assert all(torch.equal(p, q) for p, q in zip(a, b))
+    assert seeds[:8] == [(4, 0), (4, 1), (5, 0), (5, 1), (6, 0), (6, 1), (7, 0), (7, 1)]
