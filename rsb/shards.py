@@ -58,6 +58,17 @@ def image_extension(data: bytes, name: str) -> str:
     return name.rsplit(".", 1)[-1].lower() if "." in name else "jpg"
 
 
+def _tar_bytes(size: int, name: str) -> int:
+    """A member's bytes in a tar: a 512-byte header and the data padded to 512; a name of 100 bytes or more
+    takes a PAX extended header first (a header and one block for a name of up to ~500 bytes)."""
+    return 512 + -(-size // 512) * 512 + (1024 if len(name.encode()) >= 100 else 0)
+
+
+def _file_bytes(members: int) -> int:
+    """The tar file's size: the members, two zero blocks, padded to tarfile's 10,240-byte records."""
+    return -(-(members + 1024) // tarfile.RECORDSIZE) * tarfile.RECORDSIZE
+
+
 def _member(tf: tarfile.TarFile, name: str, data: bytes) -> None:
     info = tarfile.TarInfo(name)
     info.size, info.mode, info.mtime = len(data), 0o444, 0  # fixed metadata: the same input, the same bytes
@@ -82,15 +93,16 @@ def write_split(source, order, out: Path, stem: str, shard_size: int, log=print)
             raise UserError(f"two images are named {key} ({source.where(int(i))}); shard keys must be unique.")
         seen.add(key)
         cls = str(int(source.labels[i])).encode()
-        need = len(data) + len(cls) + 4 * 512
-        if tf is None or (written + need > shard_size and lengths[-1] > 0):
+        image_member = f"{key}.{image_extension(data, file_name)}"
+        need = _tar_bytes(len(data), image_member) + _tar_bytes(len(cls), f"{key}.cls")
+        if tf is None or (_file_bytes(written + need) > shard_size and lengths[-1] > 0):
             if tf is not None:
                 finish()
             names.append(f"{stem}-{len(names):04d}.tar")
             lengths.append(0)
             tmp = runfolder.temporary_for(out / names[-1])
             tf, written = tarfile.open(tmp, "w", format=tarfile.PAX_FORMAT), 0
-        _member(tf, f"{key}.{image_extension(data, file_name)}", data)
+        _member(tf, image_member, data)
         _member(tf, f"{key}.cls", cls)
         written += need
         lengths[-1] += 1

@@ -69,7 +69,7 @@ def cached_arrays(kind: str, stamps: list[str], build: Callable[[], dict[str, np
         try:
             cache_file.parent.mkdir(parents=True, exist_ok=True)
             with runfolder.atomic_path(cache_file) as tmp, open(tmp, "wb") as f:  # a file: savez adds no suffix
-                np.savez(f, **arrays)
+                np.savez(f, **arrays)  # (no array may be named "file": savez's own argument)
         except OSError:
             pass  # a read-only cache only costs a rescan next time
     return arrays

@@ -81,11 +81,11 @@ class ParquetIndex:
                     groups.append(np.full(n, g, np.int32))
                     rows.append(np.arange(n, dtype=np.int32))
             cat = np.concatenate
-            return {"file": cat(file_ids), "group": cat(groups), "row": cat(rows),
+            return {"file_id": cat(file_ids), "group": cat(groups), "row": cat(rows),
                     "labels": cat(labels).astype(np.int64), **PackedStrings.pack(names).arrays("names")}
 
         a = cached_arrays("parquet", file_stamps(files), build, use_cache)
-        self._file, self._group, self._row, self.labels = a["file"], a["group"], a["row"], a["labels"]
+        self._file, self._group, self._row, self.labels = a["file_id"], a["group"], a["row"], a["labels"]
         self._names = PackedStrings.from_arrays(a, "names")
         if len(self.labels) == 0:
             raise UserError(f"the parquet files in {root} hold no rows.")
