@@ -92,7 +92,8 @@ def main(argv=None) -> int:
         from rsb.evaluation.run import validate  # after parsing: --help does not wait for torch
         validate(args.checkpoints, weights=args.weights, model=args.model, num_classes=args.num_classes,
                  ema=args.ema, data=args.data, imagenet_v2=args.imagenet_v2, real_labels=args.real_labels,
-                 v2_per_class=args.v2_per_class, val_labels=args.val_labels, img_size=args.img_size, crop_pct=args.crop_pct,
+                 v2_per_class=args.v2_per_class, val_labels=args.val_labels,
+                 img_size=args.img_size, crop_pct=args.crop_pct,
                  interpolation=args.interpolation, mean=args.mean, std=args.std, batch_size=args.batch_size,
                  workers=args.workers, device=args.device, amp=args.amp, results_file=_results_file(args),
                  quiet=args.quiet)

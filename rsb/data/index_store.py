@@ -15,6 +15,7 @@ from typing import Callable
 import numpy as np
 
 from rsb import runfolder
+from rsb.errors import UserError
 
 FORMAT = 1  # bump when what an index holds changes, so old caches are not read
 
@@ -73,6 +74,16 @@ def cached_arrays(kind: str, stamps: list[str], build: Callable[[], dict[str, np
         except OSError:
             pass  # a read-only cache only costs a rescan next time
     return arrays
+
+
+def index_classes(labels: np.ndarray, what: str, empty: str) -> list[str]:
+    """Class names for an index whose items carry class indices, not WordNet ids: "0" .. str(max label)."""
+    if len(labels) == 0:
+        raise UserError(f"{what} hold no {empty}.")
+    if labels.min() < 0:
+        raise UserError(f"{what} have negative labels (an unlabelled split, such as a test split, cannot be "
+                        f"trained or scored).")
+    return [str(c) for c in range(int(labels.max()) + 1)]
 
 
 class OpenFiles:

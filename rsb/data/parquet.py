@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from rsb.data.index_store import OpenFiles, PackedStrings, cached_arrays, file_stamps
+from rsb.data.index_store import OpenFiles, PackedStrings, cached_arrays, file_stamps, index_classes
 from rsb.errors import UserError
 
 LABEL_COLUMNS = ("label", "cls", "labels", "target")
@@ -87,13 +87,8 @@ class ParquetIndex:
         a = cached_arrays("parquet", file_stamps(files), build, use_cache)
         self._file, self._group, self._row, self.labels = a["file_id"], a["group"], a["row"], a["labels"]
         self._names = PackedStrings.from_arrays(a, "names")
-        if len(self.labels) == 0:
-            raise UserError(f"the parquet files in {root} hold no rows.")
-        if self.labels.min() < 0:
-            raise UserError(f"the parquet files in {root} have negative labels (an unlabelled split, such as "
-                            f"Hugging Face's test split, cannot be trained or scored).")
-        self.num_classes = int(self.labels.max()) + 1
-        self.classes = [str(c) for c in range(self.num_classes)]
+        self.classes = index_classes(self.labels, f"the parquet files in {root}", "rows")
+        self.num_classes = len(self.classes)
         self._pf = OpenFiles(self.files, lambda p: pq.ParquetFile(p, memory_map=False), lambda f: f.close(), 64)
         self._last = (None, None)  # ((pid, file, row group), its image column): this process's last read
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from rsb.data.index_store import OpenFiles, PackedStrings, cached_arrays, file_stamps
+from rsb.data.index_store import OpenFiles, PackedStrings, cached_arrays, file_stamps, index_classes
 from rsb.errors import UserError
 
 IMAGE_EXTS = ("jpg", "jpeg", "png", "webp")
@@ -105,12 +105,10 @@ class TarShardIndex:
         a = cached_arrays("shards", file_stamps(shards), build, use_cache)
         self._shard, self._offset, self._size, self.labels = a["shard"], a["offset"], a["size"], a["labels"]
         self._names = PackedStrings.from_arrays(a, "names")
-        if len(self.labels) == 0:
-            raise UserError(f"the shards in {root} hold no images ({', '.join('.' + e for e in IMAGE_EXTS)}).")
-        if self.labels.min() < 0:
-            raise UserError(f"the shards in {root} have negative class indices in their .cls members.")
-        self.num_classes = int(self.labels.max()) + 1
-        self.classes = [str(c) for c in range(self.num_classes)]  # shards carry indices, not WordNet ids
+        # Shards carry class indices, not WordNet ids.
+        self.classes = index_classes(self.labels, f"the shards in {root}",
+                                     f"images ({', '.join('.' + e for e in IMAGE_EXTS)})")
+        self.num_classes = len(self.classes)
         self._files = OpenFiles(self.shards, lambda p: os.open(p, os.O_RDONLY), os.close, _open_file_limit())
 
     def __len__(self) -> int:

@@ -58,8 +58,9 @@ def validate(checkpoint_specs=(), *, weights=None, model=None, num_classes: int 
     try:
         log = print_on(dist.is_main)
         rows = _score_all(loaders, dist, log, data=data, imagenet_v2=imagenet_v2, real_labels=real_labels,
-                          v2_per_class=v2_per_class, val_labels=val_labels, overrides=dict(size=img_size, crop_pct=crop_pct,
-                                                                    interpolation=interpolation, mean=mean, std=std),
+                          v2_per_class=v2_per_class, val_labels=val_labels,
+                          overrides=dict(size=img_size, crop_pct=crop_pct, interpolation=interpolation, mean=mean,
+                                         std=std),
                           batch_size=batch_size, workers=workers, amp=amp, progress=dist.is_main and not quiet)
         if dist.is_main:
             _write(rows, earlier, Path(results_file))

@@ -154,7 +154,8 @@ def merge(old: SweepSpec, new: SweepSpec, out: Path) -> SweepSpec:
     """A relaunch must run the same study: same recipe, data and resolved recipe values. Seeds are added to the
     sweep; the executor settings and the overrides are the new ones (they may change run policy, `run.*`). Other
     recipe values only with --resume-changed, as train.py's rule for one run folder."""
-    changed = [name for name in ("recipe", "data", "imagenet_v2", "val_labels") if getattr(old, name) != getattr(new, name)]
+    changed = [name for name in ("recipe", "data", "imagenet_v2", "val_labels")
+               if getattr(old, name) != getattr(new, name)]
     if changed:  # no flag turns these into the same study
         raise UserError(f"{out} holds a sweep of another {' and '.join(changed)}; relaunch it with the same "
                         f"recipe and data, or use another --out.")
