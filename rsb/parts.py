@@ -13,7 +13,6 @@ import torch
 from rsb.checkpoint import EMA_KEY, ema_state
 from rsb.config import SAMPLE_SCALE_FILE, Config, describe_overlay, sample_scale
 from rsb.data.batch import DeviceBatch
-from rsb.data.folder import ImageFolderIndex
 from rsb.data.loader import TrainLoader, eval_loader, imagenet_splits
 from rsb.data.sample import ensure_sample_dataset
 from rsb.distributed import DistEnv
@@ -25,16 +24,17 @@ from rsb.optim import WarmupCosine, clips_gradients_itself, create_optimizer
 from rsb.resolve import Derived
 
 
-def open_training_data(root: Path | None, num_classes: int, log) -> tuple[ImageFolderIndex, ImageFolderIndex]:
-    """The train and val indexes of --data, or of the built-in sample data (which runs at the sample scale)."""
+def open_training_data(root: Path | None, num_classes: int, log, val_labels: Path | None = None):
+    """The train and val sources of --data in any layout (rsb.data.layout), or of the built-in sample data
+    (which runs at the sample scale)."""
     if root is None:
         root = ensure_sample_dataset()
         log(f"no --data given: built-in sample data at {root} (10 classes), at the sample scale of "
             f"{SAMPLE_SCALE_FILE.name}: {describe_overlay(sample_scale())}")
-    train_idx, val_idx = imagenet_splits(root)
-    if len(train_idx.classes) != num_classes:
-        raise UserError(f"{root}/train has {len(train_idx.classes)} classes but model.num_classes is "
-                        f"{num_classes}; set model.num_classes={len(train_idx.classes)}.")
+    train_idx, val_idx = imagenet_splits(root, val_labels)
+    if train_idx.num_classes != num_classes:
+        raise UserError(f"the training data in {root} has {train_idx.num_classes} classes but model.num_classes "
+                        f"is {num_classes}; set model.num_classes={train_idx.num_classes}.")
     return train_idx, val_idx
 
 
@@ -89,8 +89,8 @@ class TrainingParts:
         return all(torch.isfinite(p).all() for p in unwrap(self.model).parameters())
 
 
-def build_parts(cfg: Config, derived: Derived, prec: Precision, dist: DistEnv, train_idx: ImageFolderIndex,
-                val_idx: ImageFolderIndex, workers: int) -> TrainingParts:
+def build_parts(cfg: Config, derived: Derived, prec: Precision, dist: DistEnv, train_idx, val_idx,
+                workers: int) -> TrainingParts:
     """Every part of a run; seeded by train.seed first, so every process starts from the same weights."""
     device = dist.device
     set_determinism(cfg.run.deterministic, device)

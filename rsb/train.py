@@ -117,7 +117,7 @@ def run(args: argparse.Namespace) -> int:
     env = trainer.RunEnv(data=args.data, output=args.output or Path("runs") / name,
                          workers=args.workers if args.workers is not None else default_workers(),
                          device=args.device, resume=args.resume, resume_changed=args.resume_changed,
-                         quiet=args.quiet)
+                         quiet=args.quiet, val_labels=args.val_labels)
     summary = trainer.train(cfg, env)
     if summary.get("final_val_top1") is not None:
         print(f"done: final val top-1 {summary['final_val_top1']:.2f}% "

@@ -26,6 +26,7 @@ class RunEnv:
     resume: Path | None = None
     resume_changed: bool = False      # continue a run whose recipe values differ, on purpose
     quiet: bool = False
+    val_labels: Path | None = None    # ground truth of a flat val/ (else looked for beside it)
 
 
 class Trainer:
@@ -49,7 +50,8 @@ class Trainer:
 
     def setup(self) -> None:
         cfg, d = self.cfg, self.dist
-        train_idx, val_idx = open_training_data(self.env.data, cfg.model.num_classes, self.log)
+        train_idx, val_idx = open_training_data(self.env.data, cfg.model.num_classes, self.log,
+                                                self.env.val_labels)
         self.precision = precision.for_config(cfg.train, d.device)
         self.derived = resolve(cfg, d.world_size, len(train_idx), self.precision)
         self.parts = build_parts(cfg, self.derived, self.precision, d, train_idx, val_idx, self.env.workers)

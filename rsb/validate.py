@@ -37,7 +37,11 @@ def parse_args(argv=None):
     p.add_argument("--weights", type=Path, help="local timm-format weights (.safetensors, .pth, .pt) to score "
                                                 "instead of / besides checkpoints")
     p.add_argument("--num-classes", type=int, default=1000, help="classes of the --weights model (default 1000)")
-    p.add_argument("--data", type=Path, help="ImageNet folder: its val/ split (<wnid> class folders) is scored")
+    p.add_argument("--data", type=Path, help="ImageNet data (folder, tar shards or parquet files, layout detected) "
+                                             "or a val folder: its val split is scored")
+    p.add_argument("--val-labels", type=Path, metavar="FILE",
+                   help="ground truth of a flat val folder: ILSVRC2012_validation_ground_truth.txt (the devkit's "
+                        "meta.mat beside it) or LOC_val_solution.csv; default: found beside val/")
     p.add_argument("--imagenet-v2", type=Path, metavar="PATH",
                    help="ImageNet-V2 folder (matched-frequency, threshold0.7 or top-images) or its .tar.gz")
     p.add_argument("--real-labels", type=Path, metavar="REAL_JSON",
@@ -89,7 +93,8 @@ def main(argv=None) -> int:
         from rsb.evaluation.run import validate  # after parsing: --help does not wait for torch
         validate(args.checkpoints, weights=args.weights, model=args.model, num_classes=args.num_classes,
                  ema=args.ema, data=args.data, imagenet_v2=args.imagenet_v2, real_labels=args.real_labels,
-                 v2_per_class=args.v2_per_class, img_size=args.img_size, crop_pct=args.crop_pct,
+                 v2_per_class=args.v2_per_class, val_labels=args.val_labels,
+                 img_size=args.img_size, crop_pct=args.crop_pct,
                  interpolation=args.interpolation, mean=args.mean, std=args.std, batch_size=args.batch_size,
                  workers=args.workers, device=args.device, amp=args.amp, results_file=_results_file(args),
                  quiet=args.quiet)

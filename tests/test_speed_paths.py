@@ -11,7 +11,8 @@ import torch
 from PIL import Image
 
 from rsb.config import load_recipe
-from rsb.data.folder import ImageFolderIndex, _seed_augmentation
+from rsb.data.dataset import _seed_augmentation
+from rsb.data.folder import ImageFolderIndex
 from rsb.data.loader import train_dataset
 
 

@@ -1,6 +1,6 @@
 """Decoding for the fast training transform: whole images to arrays, or JPEGs decoded only where the crop falls.
 
-load_for_crop(path) is the decoder rsb.data.transforms.train_pipeline pairs with the fast training transform
+load_for_crop(source) is the decoder rsb.data.transforms.train_pipeline pairs with the fast training transform
 (rsb.data.fast_transform); load_rgb (a PIL image) the one it pairs with timm's chain and evaluation. For a YCbCr, RGB or greyscale JPEG it reads the header only and returns an
 EncodedJpeg; the transform draws its crop box from the image size and then asks for just that rectangle, which
 rsb.data._jpeg_region decodes with libjpeg-turbo skipping the rows above, everything below and the columns
@@ -8,6 +8,10 @@ beside it (same pixels as a full decode; ~25-30% less decoding time at the recip
 benchmarks/RESULTS_speed.md). Without the compiled extension (no libjpeg headers at install time) the whole
 image is decoded by simplejpeg; anything that is not such a JPEG, or that libjpeg reports as damaged, is decoded
 by Pillow, so odd formats and errors are handled as Pillow handles them.
+
+Every decoder takes a path or the encoded bytes themselves: tar shards and parquet files (rsb.data.tar_shards,
+rsb.data.parquet) hand over bytes read at an offset, the image folder the file's path; `where` names the image in
+errors (a path, or shard and key).
 """
 from __future__ import annotations
 
@@ -35,6 +39,14 @@ class UnreadableImage(Exception):
     """The file could not be decoded (raised from a transform's deferred decode; the dataset skips it)."""
 
 
+def encoded_bytes(source: str | Path | bytes) -> bytes:
+    """The encoded image: `source` itself when it is bytes, else the contents of the file it names."""
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        return source
+    with open(source, "rb") as f:
+        return f.read()
+
+
 def _pillow_rgb(data: bytes) -> np.ndarray:
     with Image.open(io.BytesIO(data)) as img:
         img.load()
@@ -54,10 +66,9 @@ def _whole_image(data: bytes) -> np.ndarray:
     return _pillow_rgb(data)
 
 
-def load_rgb_array(path: str | Path) -> np.ndarray:
-    """The whole image at `path` as an HxWx3 uint8 array (see _whole_image)."""
-    with open(path, "rb") as f:
-        return _whole_image(f.read())
+def load_rgb_array(source: str | Path | bytes) -> np.ndarray:
+    """The whole image (a path or its bytes) as an HxWx3 uint8 array (see _whole_image)."""
+    return _whole_image(encoded_bytes(source))
 
 
 class EncodedJpeg:
@@ -85,23 +96,23 @@ class EncodedJpeg:
             raise UnreadableImage(f"{self.path}: {type(e).__name__}: {e}") from e
 
 
-def load_rgb(path: str | Path) -> Image.Image:
+def load_rgb(source: str | Path | bytes, where: str | None = None) -> Image.Image:
     """Decode any image PIL reads (grayscale, CMYK, PNG data behind a .JPEG name) to RGB; raise on bad data."""
-    with open(path, "rb") as f:
-        img = Image.open(f)
+    with Image.open(io.BytesIO(encoded_bytes(source))) as img:
         img.load()
-    return img.convert("RGB")
+        return img.convert("RGB")
 
 
-def load_for_crop(path: str | Path):
-    """An EncodedJpeg when the region decoder can serve this file, else the whole image as an array."""
-    with open(path, "rb") as f:
-        data = f.read()
+def load_for_crop(source: str | Path | bytes, where: str | None = None):
+    """An EncodedJpeg when the region decoder can serve this image, else the whole image as an array. `where`
+    names it in a deferred decode's error (default: the path)."""
+    data = encoded_bytes(source)
+    where = where if where is not None else "<bytes>" if isinstance(source, (bytes, bytearray)) else str(source)
     if _jpeg_region is not None and data[:2] == b"\xff\xd8":
         try:
             width, height, colourspace = _jpeg_region.info(data)
             if colourspace in (_jpeg_region.JCS_YCbCr, _jpeg_region.JCS_RGB, _jpeg_region.JCS_GRAYSCALE):
-                return EncodedJpeg(data, width, height, str(path))
+                return EncodedJpeg(data, width, height, where)
         except ValueError:
             pass
     return _whole_image(data)

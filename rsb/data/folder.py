@@ -9,36 +9,19 @@ from __future__ import annotations
 
 import hashlib
 import os
-import random
 import re
-import sys
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from rsb import runfolder
-from rsb.data.decode import UnreadableImage, load_rgb
+from rsb.data.dataset import SourceDataset
 from rsb.errors import UserError
+
+ImageFolderDataset = SourceDataset  # the name callers knew when the folder was the only source
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 WNID = re.compile(r"^n\d{8}$")  # an ImageNet WordNet-id class folder such as n01440764
-
-
-def split_folders(root: str | Path, splits: tuple[str, ...], split_itself_ok: bool = False) -> list[Path]:
-    """<root>/<split> for each split of an ImageNet-layout data folder: the one rule by which training and
-    validate.py find their data. With split_itself_ok (validate.py reads one split), a root that itself holds
-    WordNet-id class folders is taken as that split."""
-    root = Path(root)
-    if not root.is_dir():
-        raise UserError(f"data folder {root} does not exist.")
-    missing = [s for s in splits if not (root / s).is_dir()]
-    if not missing:
-        return [root / s for s in splits]
-    if split_itself_ok and len(splits) == 1 and any(WNID.match(e.name) for e in os.scandir(root) if e.is_dir()):
-        return [root]
-    expected = " and ".join(f"{root}/{s}/<wnid>/*.JPEG" for s in splits)
-    raise UserError(f"data folder {root} has no '{missing[0]}' folder; expected {expected}.")
 
 
 def _cache_dir() -> Path:
@@ -122,52 +105,22 @@ class ImageFolderIndex:
     def path_str(self, i: int) -> str:
         # A plain string on the hot path: pathlib interns every path component it parses, so Path objects
         # would make each worker keep every file name it ever touched.
-        return os.path.join(self._root_str, bytes(self._paths[self._offsets[i]:self._offsets[i + 1]]).decode())
+        return os.path.join(self._root_str, self._rel(i))
 
+    def _rel(self, i: int) -> str:
+        return bytes(self._paths[self._offsets[i]:self._offsets[i + 1]]).decode()
 
-def _seed_augmentation(seed: int) -> None:
-    # timm's transforms draw from the global python, numpy and torch (CPU) generators. Only the CPU generator is
-    # seeded: torch.manual_seed also queues a lazy CUDA seed with a formatted stack trace, ~0.4 ms per sample in a
-    # loader worker (benchmarks/input_pipeline.py); the CPU stream it gives is the same.
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.default_generator.manual_seed(seed)
+    # The source interface of rsb.data.dataset: the folder's item is its file.
+    def read(self, i: int) -> bytes:
+        with open(self.path_str(i), "rb") as f:
+            return f.read()
 
+    def where(self, i: int) -> str:
+        return self.path_str(i)
 
-class ImageFolderDataset:
-    """Map-style dataset over an ImageFolderIndex. Items are (image, label, skipped), where `skipped` counts the
-    unreadable files passed over to produce this item, so the training loop can total and bound them."""
+    def name(self, i: int) -> str:
+        return os.path.basename(self._rel(i))
 
-    def __init__(self, index: ImageFolderIndex, transform=None, labels: np.ndarray | None = None,
-                 decode=load_rgb):
-        """`decode`: path -> what `transform` takes (rsb.data.transforms.train_pipeline pairs the two)."""
-        self.index = index
-        self.transform = transform
-        self.labels = index.labels if labels is None else labels
-        self.decode = decode
-
-    def __len__(self) -> int:
-        return len(self.index)
-
-    def __getitem__(self, item):
-        i = item
-        if isinstance(item, tuple):  # (index, sample seed) from RepeatedAugSampler
-            i, sample_seed = item
-            _seed_augmentation(sample_seed)
-        for skipped in range(min(len(self), 100)):
-            j = (i + skipped) % len(self)
-            path = self.index.path_str(j)
-            try:
-                img = self.decode(path)
-            except Exception as e:  # any decoder failure: report the path, use the next file
-                print(f"warning: skipping unreadable image {path}: {type(e).__name__}: {e}", file=sys.stderr)
-                continue
-            if self.transform is not None:
-                try:
-                    img = self.transform(img)
-                except UnreadableImage as e:  # found by a deferred, by-region decode (rsb.data.decode)
-                    print(f"warning: skipping unreadable image {e}", file=sys.stderr)
-                    continue
-            return img, int(self.labels[j]), skipped
-        raise UserError(f"100 consecutive images from {self.index.path(i)} on could not be read; "
-                        f"check the data folder {self.index.root}.")
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)

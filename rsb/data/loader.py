@@ -5,31 +5,26 @@ import torch
 from torch.utils.data import DataLoader
 
 from rsb.config import Config
-from rsb.data.folder import ImageFolderDataset, ImageFolderIndex, split_folders
+from rsb.data.dataset import SourceDataset
+from rsb.data.layout import open_splits
 from rsb.data.sampler import RepeatedAugSampler, seed_for
 from rsb.data.malloc import keep_freed_memory_in_heap
 from rsb.data.transforms import collate_uint8, eval_transform, train_pipeline
-from rsb.errors import UserError
 
 
-def imagenet_splits(root) -> tuple[ImageFolderIndex, ImageFolderIndex]:
-    """The train/ and val/ indexes of an ImageNet-layout folder, checked to have the same classes."""
-    train_dir, val_dir = split_folders(root, ("train", "val"))
-    train, val = ImageFolderIndex(train_dir), ImageFolderIndex(val_dir)
-    if train.classes != val.classes:
-        raise UserError(f"{train_dir} has {len(train.classes)} classes and {val_dir} has {len(val.classes)}, "
-                        f"or their names differ; both need the same class folders.")
-    return train, val
+def imagenet_splits(root, val_labels=None):
+    """The train and val sources of a data folder in any layout rsb reads (rsb.data.layout)."""
+    return open_splits(root, val_labels)
 
 
-def train_dataset(cfg: Config, index: ImageFolderIndex) -> ImageFolderDataset:
+def train_dataset(cfg: Config, index) -> SourceDataset:
     """The training set with the recipe's transform and the decoder paired with it. The fast path's tensor ops
     allocate large temporaries: keep freed memory in the heap (rsb.data.malloc), set here before the loader forks
     its workers, which inherit it."""
     pipeline = train_pipeline(cfg.data, cfg.aug, cfg.run.fast_transform)
     if pipeline.fast:
         keep_freed_memory_in_heap()
-    return ImageFolderDataset(index, pipeline.transform, decode=pipeline.decode)
+    return SourceDataset(index, pipeline.transform, decode=pipeline.decode)
 
 
 class TrainLoader:
@@ -37,7 +32,7 @@ class TrainLoader:
     is seeded by its position in the epoch, so a resumed run (at an epoch boundary or mid-epoch, with any number
     of workers) sees exactly the data and augmentations of an uninterrupted one."""
 
-    def __init__(self, cfg: Config, index: ImageFolderIndex, rank: int, world: int, workers: int,
+    def __init__(self, cfg: Config, index, rank: int, world: int, workers: int,
                  pin_memory: bool, accum_steps: int = 1):
         self.seed, self.rank = cfg.train.seed, rank
         dataset = train_dataset(cfg, index)
@@ -58,10 +53,10 @@ class TrainLoader:
         return iter(self.loader)
 
 
-def eval_loader(index: ImageFolderIndex, size: int, crop_pct: float, interpolation: str, batch_size: int,
+def eval_loader(index, size: int, crop_pct: float, interpolation: str, batch_size: int,
                 workers: int, labels=None, rank: int = 0, world: int = 1) -> DataLoader:
     """Ordered loader over one process's contiguous share of the set (no padding: nothing is counted twice)."""
-    dataset = ImageFolderDataset(index, eval_transform(size, crop_pct, interpolation), labels=labels)
+    dataset = SourceDataset(index, eval_transform(size, crop_pct, interpolation), labels=labels)
     per = -(-len(dataset) // world)
     subset = torch.utils.data.Subset(dataset, range(rank * per, min(len(dataset), (rank + 1) * per)))
     return DataLoader(subset, batch_size=batch_size, shuffle=False, num_workers=workers,

@@ -1,7 +1,8 @@
 """ImageNet-ReaL: the reassessed val labels of real.json, matched to val files by the number in their names.
 
 real.json is a list of 50,000 label lists, entry k for ILSVRC2012_val_%08d.JPEG with number k + 1. The val set
-here sits in class folders, so folder order is not file-number order: each file is matched by its number. Images
+here may sit in class folders, tar shards or parquet rows, so its order is not file-number order: each image is
+matched by the number in its file name (a shard key ILSVRC2012_val_00000001 with its .jpg, a parquet row's path). Images
 whose list is empty (3,163 of them) are left out; a prediction is right if it is in the image's list.
 """
 from __future__ import annotations
@@ -12,10 +13,9 @@ from pathlib import Path
 
 import torch
 
-from rsb.data.folder import ImageFolderIndex
 from rsb.errors import UserError
 
-VAL_NAME = re.compile(r"^ILSVRC2012_val_(\d{8})\.JPEG$")
+VAL_NAME = re.compile(r"^ILSVRC2012_val_(\d{8})(?:\.(?:JPEG|jpeg|jpg|JPG|png|webp))?$")
 
 
 def read_real_json(path: str | Path, num_classes: int) -> list[list[int]]:
@@ -35,7 +35,7 @@ def read_real_json(path: str | Path, num_classes: int) -> list[list[int]]:
     return real
 
 
-def real_targets(real: list[list[int]], index: ImageFolderIndex, source: str = "real.json") -> torch.Tensor:
+def real_targets(real: list[list[int]], index, source: str = "real.json") -> torch.Tensor:
     """(files, longest list) int64 tensor of each val file's ReaL labels, in index order, padded with -1.
     Checks the val set is the one the labels describe: same image count, every file named
     ILSVRC2012_val_%08d.JPEG with a number in 1..len(real), no number twice."""
@@ -46,15 +46,14 @@ def real_targets(real: list[list[int]], index: ImageFolderIndex, source: str = "
     out = torch.full((len(index), width), -1, dtype=torch.int64)
     seen = torch.zeros(len(real), dtype=torch.bool)
     for i in range(len(index)):
-        name = index.path(i).name
-        m = VAL_NAME.match(name)
+        m = VAL_NAME.match(index.name(i))
         if not m:
-            raise UserError(f"val file {index.path(i)} is not named ILSVRC2012_val_%08d.JPEG, so it cannot be "
+            raise UserError(f"val image {index.where(i)} is not named ILSVRC2012_val_%08d.JPEG, so it cannot be "
                             f"matched to an entry of {source}.")
         k = int(m.group(1)) - 1
         if not 0 <= k < len(real) or seen[k]:
             why = "appears twice" if 0 <= k < len(real) else f"is beyond the {len(real)} entries"
-            raise UserError(f"val file number {k + 1} ({index.path(i)}) {why}; {source} does not match this "
+            raise UserError(f"val file number {k + 1} ({index.where(i)}) {why}; {source} does not match this "
                             f"val set.")
         seen[k] = True
         if real[k]:

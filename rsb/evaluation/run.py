@@ -39,7 +39,7 @@ def check_values(*, img_size=None, crop_pct=None, batch_size=None, v2_per_class=
 
 
 def validate(checkpoint_specs=(), *, weights=None, model=None, num_classes: int = 1000, ema: bool = False,
-             data=None, imagenet_v2=None, real_labels=None, v2_per_class: int | None = None,
+             data=None, imagenet_v2=None, real_labels=None, v2_per_class: int | None = None, val_labels=None,
              img_size: int | None = None, crop_pct: float | None = None, interpolation: str | None = None,
              mean=None, std=None, batch_size: int | None = None, workers: int | None = None,
              device: str = "auto", amp: bool = False, results_file=DEFAULT_RESULTS, quiet: bool = False) -> list[dict]:
@@ -58,8 +58,9 @@ def validate(checkpoint_specs=(), *, weights=None, model=None, num_classes: int 
     try:
         log = print_on(dist.is_main)
         rows = _score_all(loaders, dist, log, data=data, imagenet_v2=imagenet_v2, real_labels=real_labels,
-                          v2_per_class=v2_per_class, overrides=dict(size=img_size, crop_pct=crop_pct,
-                                                                    interpolation=interpolation, mean=mean, std=std),
+                          v2_per_class=v2_per_class, val_labels=val_labels,
+                          overrides=dict(size=img_size, crop_pct=crop_pct, interpolation=interpolation, mean=mean,
+                                         std=std),
                           batch_size=batch_size, workers=workers, amp=amp, progress=dist.is_main and not quiet)
         if dist.is_main:
             _write(rows, earlier, Path(results_file))
@@ -76,7 +77,7 @@ def print_on(main: bool):
     return log
 
 
-def _score_all(loaders, dist, log, *, data, imagenet_v2, real_labels, v2_per_class, overrides, batch_size,
+def _score_all(loaders, dist, log, *, data, imagenet_v2, real_labels, v2_per_class, val_labels, overrides, batch_size,
                workers, amp, progress) -> list[dict]:
     if dist.device.type == "cuda":
         torch.backends.cudnn.benchmark = True
@@ -87,7 +88,8 @@ def _score_all(loaders, dist, log, *, data, imagenet_v2, real_labels, v2_per_cla
         item = load()
         if item.num_classes not in sets_by_classes:
             sets_by_classes[item.num_classes] = sets.requested_sets(item.num_classes, data, imagenet_v2,
-                                                                    real_labels, v2_per_class, log)
+                                                                    real_labels, v2_per_class, log,
+                                                                    val_labels)
         settings = item.settings.overridden(**overrides)
         prec = precision.choose(amp, item.amp_dtype or "bfloat16", dist.device)
         if amp and prec.dtype is None:

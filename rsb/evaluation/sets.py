@@ -13,7 +13,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from rsb.data.folder import ImageFolderIndex, split_folders
+from rsb.data.folder import ImageFolderIndex
+from rsb.data.layout import open_val
 from rsb.errors import UserError
 from rsb.evaluation import archive, imagenet_v2, real_labels
 
@@ -24,24 +25,27 @@ V2_FOLDER = re.compile(r"imagenetv2-(.+)-format-val")
 class EvalSet:
     key: str                         # "val" or "v2": the table's column prefix
     where: str                       # for messages
-    index: ImageFolderIndex
+    index: object                    # a source of rsb.data.dataset (folder, flat val, shards, parquet)
     labels: np.ndarray               # per file
     real: torch.Tensor | None = None  # per file ReaL label lists, padded with -1 (val only)
     name: str | None = None          # V2 variant ("matched-frequency", ...) or "sample"
 
 
-def val_set(root: str | Path, num_classes: int, real_json: str | Path | None = None) -> EvalSet:
-    # The training rule (rsb.data.folder.split_folders), also taking a val folder itself.
-    folder = split_folders(root, ("val",), split_itself_ok=True)[0]
-    index = ImageFolderIndex(folder)
-    if len(index.classes) != num_classes:
-        raise UserError(f"val folder {folder} has {len(index.classes)} class folders but the model has "
+def val_set(root: str | Path, num_classes: int, real_json: str | Path | None = None,
+            val_labels: str | Path | None = None) -> EvalSet:
+    # The training rule (rsb.data.layout), also taking a val folder itself.
+    index = open_val(root, val_labels)
+    if isinstance(index, ImageFolderIndex) and len(index.classes) != num_classes:
+        raise UserError(f"val folder {index.root} has {len(index.classes)} class folders but the model has "
+                        f"{num_classes} classes.")
+    if index.num_classes > num_classes:  # shards and parquet carry indices: a subset of classes is fine
+        raise UserError(f"the val set {index.root} has class index {index.num_classes - 1} but the model has "
                         f"{num_classes} classes.")
     real = None
     if real_json is not None:
         real = real_labels.real_targets(real_labels.read_real_json(real_json, num_classes), index,
                                         Path(real_json).name)
-    return EvalSet("val", str(folder), index, index.labels, real)
+    return EvalSet("val", str(index.root), index, index.labels, real)
 
 
 def v2_set(path: str | Path, num_classes: int, per_class: int | None = None) -> EvalSet:
@@ -70,7 +74,7 @@ def sample_sets(num_classes: int) -> list[EvalSet]:
 
 
 def requested_sets(num_classes: int, data=None, imagenet_v2=None, real_json=None, v2_per_class: int | None = None,
-                   log=print) -> list[EvalSet]:
+                   log=print, val_labels=None) -> list[EvalSet]:
     """The sets asked for: val (with ReaL labels if given) from `data`, V2 from `imagenet_v2`; with neither,
     the built-in sample's val and V2 splits."""
     if data is None and imagenet_v2 is None:
@@ -80,7 +84,7 @@ def requested_sets(num_classes: int, data=None, imagenet_v2=None, real_json=None
         return found
     out = []
     if data is not None:
-        out.append(val_set(data, num_classes, real_json))
+        out.append(val_set(data, num_classes, real_json, val_labels))
     if imagenet_v2 is not None:
         out.append(v2_set(imagenet_v2, num_classes, v2_per_class))
     return out

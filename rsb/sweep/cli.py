@@ -129,7 +129,8 @@ def run(args) -> int:
                       signal_before_s=args.signal_before_s, max_parallel=args.max_parallel, workers=args.workers,
                       device=args.device, resume_changed=args.resume_changed)
         return launch(args.recipe, parse_seeds(args.seeds), args.out, args.data, args.imagenet_v2,
-                      args.overrides, ex, dry_run=args.dry_run, slurm_extra=dict(args.slurm) or None)
+                      args.overrides, ex, dry_run=args.dry_run, slurm_extra=dict(args.slurm) or None,
+                      val_labels=args.val_labels)
     if args.command == "status":
         spec, statuses = state.collect(args.out)
         if args.json:
@@ -168,9 +169,12 @@ def resolve_cluster(cluster: str) -> str:
     return cluster
 
 
-def _check_paths(data, imagenet_v2) -> None:
-    if data is not None and not Path(data).is_dir():
-        raise UserError(f"data folder {data} does not exist; give the ImageNet folder holding train/ and val/.")
+def _check_paths(data, imagenet_v2, val_labels=None) -> None:
+    """What the seeds will read, checked once here rather than failing in every job: the layout is detected
+    (rsb.data.layout) as train.py will, without building the indexes."""
+    if data is not None:
+        from rsb.data.layout import check_layout
+        check_layout(data, val_labels)
     if imagenet_v2 is not None and not Path(imagenet_v2).exists():
         raise UserError(f"ImageNet-V2 path {imagenet_v2} does not exist.")
 
@@ -205,15 +209,15 @@ def describe_plan(p: state.Plan, total: int) -> list[str]:
 
 def launch(recipe: str, seeds: list[int], out: Path, data, imagenet_v2, overrides: list[str],
            executor: sweepspec.Executor, dry_run: bool = False, slurm_extra: dict | None = None,
-           log=print) -> int:
+           log=print, val_labels=None) -> int:
     """Check and record the sweep definition, decide which seeds to run, then submit them to Slurm or run them
     here. Exit status: 0 when everything submitted was submitted (Slurm) or finished (local), 1 otherwise."""
     out = Path(out)
     executor.cluster = resolve_cluster(executor.cluster)
     if executor.cluster == "slurm" and not dry_run:
         slurm.check_ready()
-    _check_paths(data, imagenet_v2)
-    new = sweepspec.make_spec(recipe, seeds, overrides, data, imagenet_v2, executor)
+    _check_paths(data, imagenet_v2, val_labels)
+    new = sweepspec.make_spec(recipe, seeds, overrides, data, imagenet_v2, executor, val_labels)
     if (out / sweepspec.SPEC_NAME).is_file():
         new = sweepspec.merge(sweepspec.load(out), new, out)
     pid = _other_local_launcher(out)

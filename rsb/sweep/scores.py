@@ -37,6 +37,8 @@ def data_flags(spec: SweepSpec) -> list[str]:
         flags += ["--data", str(ensure_sample_dataset())]
     if spec.imagenet_v2 is not None:
         flags += ["--imagenet-v2", spec.imagenet_v2]
+    if spec.val_labels is not None:
+        flags += ["--val-labels", spec.val_labels]
     return flags
 
 

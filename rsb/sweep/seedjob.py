@@ -35,15 +35,17 @@ class SeedJob:
     exactly what was submitted even if the sweep folder is relaunched with other executor settings."""
 
     def __init__(self, sweep_dir: str, seed: int, recipe: str, overrides: list[str], data: str | None,
-                 workers: int | None = None, device: str = "auto", cpu_share: int = 1, resume_changed: bool = False):
+                 workers: int | None = None, device: str = "auto", cpu_share: int = 1, resume_changed: bool = False,
+                 val_labels: str | None = None):
         self.params = dict(sweep_dir=str(sweep_dir), seed=int(seed), recipe=recipe, overrides=list(overrides),
                            data=data, workers=workers, device=device, cpu_share=int(cpu_share),
-                           resume_changed=bool(resume_changed))
+                           resume_changed=bool(resume_changed), val_labels=val_labels)
 
     @classmethod
     def from_spec(cls, spec, out: Path, seed: int, cpu_share: int = 1) -> "SeedJob":
         return cls(str(Path(out).resolve()), seed, spec.recipe, spec.overrides, spec.data,
-                   spec.executor.workers, spec.executor.device, cpu_share, spec.executor.resume_changed)
+                   spec.executor.workers, spec.executor.device, cpu_share, spec.executor.resume_changed,
+                   spec.val_labels)
 
     @property
     def run_dir(self) -> Path:
@@ -75,7 +77,8 @@ class SeedJob:
             cfg = seed_config(p["recipe"], p["overrides"], p["data"] is None, p["seed"])
             workers = p["workers"] if p["workers"] is not None else default_workers(p["cpu_share"])  # train.py's rule
             env = RunEnv(data=Path(p["data"]) if p["data"] else None, output=run_dir, workers=workers,
-                         device=p["device"], resume_changed=p["resume_changed"])
+                         device=p["device"], resume_changed=p["resume_changed"],
+                         val_labels=Path(p["val_labels"]) if p.get("val_labels") else None)
             return train(cfg, env)
         except SystemExit as e:
             if requeue_signal is not None and e.code == 128 + requeue_signal:

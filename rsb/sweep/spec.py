@@ -90,6 +90,7 @@ class SweepSpec:
     epochs: int                      # sched.epochs after overrides: a seed is finished at this epoch
     config: dict = field(default_factory=dict)  # the resolved recipe with train.seed removed
     executor: Executor = field(default_factory=Executor)
+    val_labels: str | None = None    # ground truth of a flat val/ (--val-labels), else found beside it
 
     @property
     def sample(self) -> bool:
@@ -130,7 +131,7 @@ def definition_config(cfg: Config) -> dict:
 
 
 def make_spec(recipe: str, seeds: list[int], overrides: list[str], data: str | Path | None,
-              imagenet_v2: str | Path | None, executor: Executor) -> SweepSpec:
+              imagenet_v2: str | Path | None, executor: Executor, val_labels: str | Path | None = None) -> SweepSpec:
     """Check the definition by building and resolving the first seed's config (a bad recipe or override, or a
     batch too large for the data, fails here once, before anything is started or submitted)."""
     check_overrides(overrides)
@@ -140,7 +141,8 @@ def make_spec(recipe: str, seeds: list[int], overrides: list[str], data: str | P
     return SweepSpec(recipe=recipe, seeds=list(seeds), overrides=list(overrides),
                      data=str(Path(data).resolve()) if data is not None else None,
                      imagenet_v2=str(Path(imagenet_v2).resolve()) if imagenet_v2 is not None else None,
-                     epochs=cfg.sched.epochs, config=definition_config(cfg), executor=executor)
+                     epochs=cfg.sched.epochs, config=definition_config(cfg), executor=executor,
+                     val_labels=str(Path(val_labels).resolve()) if val_labels is not None else None)
 
 
 def _diff(old: dict, new: dict, prefix: str = "") -> list[str]:
@@ -158,7 +160,8 @@ def merge(old: SweepSpec, new: SweepSpec, out: Path) -> SweepSpec:
     """A relaunch must run the same study: same recipe, data and resolved recipe values. Seeds are added to the
     sweep; the executor settings and the overrides are the new ones (they may change run policy, `run.*`). Other
     recipe values only with --resume-changed, as train.py's rule for one run folder."""
-    changed = [name for name in ("recipe", "data", "imagenet_v2") if getattr(old, name) != getattr(new, name)]
+    changed = [name for name in ("recipe", "data", "imagenet_v2", "val_labels")
+               if getattr(old, name) != getattr(new, name)]
     if changed:  # no flag turns these into the same study
         raise UserError(f"{out} holds a sweep of another {' and '.join(changed)}; relaunch it with the same "
                         f"recipe and data, or use another --out.")
