@@ -136,8 +136,9 @@ def resolve_cluster(cluster: str) -> str:
 
 
 def _check_paths(data, imagenet_v2) -> None:
-    if data is not None and not Path(data).is_dir():
-        raise UserError(f"data folder {data} does not exist; give the ImageNet folder holding train/ and val/.")
+    if data is not None and not Path(data).exists():  # a folder, or a data set archive (CIFAR-10's)
+        raise UserError(f"data path {data} does not exist; give the ImageNet folder holding train/ and val/ "
+                        f"(or, for CIFAR-10, cifar-10-python.tar.gz or its extracted folder).")
     if imagenet_v2 is not None and not Path(imagenet_v2).exists():
         raise UserError(f"ImageNet-V2 path {imagenet_v2} does not exist.")
 
