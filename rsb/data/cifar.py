@@ -12,7 +12,6 @@ only the official files are ever unpickled (a pickle can run code).
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import tarfile
 from dataclasses import dataclass
@@ -71,17 +70,9 @@ def looks_like_cifar(path: Path) -> bool:
     return path.name in (ARCHIVE_NAME, BATCHES_FOLDER) or (path / BATCHES_FOLDER).is_dir()
 
 
-def file_md5(path: Path) -> str:
-    h = hashlib.md5()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def extract_archive(path: Path) -> Path:
     """The archive, MD5 checked, extracted once into the cache; the folder holding cifar-10-batches-py."""
-    digest = file_md5(path)
+    digest = runfolder.file_digest(path, "md5")
     if digest != ARCHIVE_MD5:
         raise UserError(f"{path} is not the CIFAR-10 archive (MD5 {digest}, expected {ARCHIVE_MD5}); download "
                         f"cifar-10-python.tar.gz again from https://www.cs.toronto.edu/~kriz/cifar.html.")
