@@ -64,7 +64,7 @@ def test_torchvision_recipe_steps_down_by_epochs(tmp_path, monkeypatch):
     data = tiny_data(tmp_path / "data")
     out = tmp_path / "tv"
     assert train.main(["--recipe", "torchvision", "--data", str(data), "--output", str(out), "--workers", "0",
-                       "--quiet", *TINY_OVERRIDES, "model.name=resnet18", "sched.warmup_epochs=0",
+                       "--quiet", *TINY_OVERRIDES, "model.name=resnet10t", "sched.warmup_epochs=0",
                        "sched.milestones=[1]"]) == 0
     rows = read_metrics(out)
     lr = 0.1 * (16 / 256) ** 0.5
