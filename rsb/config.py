@@ -19,6 +19,7 @@ from rsb.errors import UserError
 
 RECIPE_DIR = Path(__file__).resolve().parent / "recipes"  # package data: installed with rsb
 SAMPLE_SCALE_FILE = RECIPE_DIR / "sample_scale.yaml"
+SAMPLE_SCALE_FILES = {"imagenet": SAMPLE_SCALE_FILE, "cifar10": RECIPE_DIR / "sample_scale_cifar10.yaml"}
 
 
 @dataclass
@@ -33,6 +34,9 @@ class ModelConfig:
 
 @dataclass
 class DataConfig:
+    dataset: str = "imagenet"         # imagenet (an ImageNet-layout folder) | cifar10 (rsb.data.cifar)
+    val_holdout: int = 0              # training images held out as the val set (fixed split); 0 = the data's own
+    normalize: str = "channel"        # channel: ImageNet mean and std | pixel_mean: the train set's mean image
     train_size: int = 224             # train resolution, pixels
     test_size: int = 224              # test resolution, pixels
     test_crop_pct: float = 0.95       # eval resizes the short side to floor(test_size / crop) then center-crops
@@ -45,6 +49,7 @@ class AugConfig:
     scale: list = field(default_factory=lambda: [0.08, 1.0])       # RandomResizedCrop area fraction
     ratio: list = field(default_factory=lambda: [0.75, 1.3333333333333333])  # RandomResizedCrop aspect ratio
     hflip: float = 0.5
+    pad_crop: int = 0                 # px of zero padding, then a random crop back to the size (on the device)
     rand_augment: str = ""            # timm RandAugment string, "" = off
     color_jitter: float = 0.0
     random_erasing: float = 0.0
@@ -65,7 +70,7 @@ class LossConfig:
 
 @dataclass
 class OptimConfig:
-    name: str = "lamb"                # "lamb" (timm) or "adamw" (torch)
+    name: str = "lamb"                # "lamb" (timm), "adamw" or "sgd" (torch)
     lr: float = 5e-3                  # peak learning rate at reference_batch
     reference_batch: int = 2048       # the global batch the recipe's lr is defined at (repeats included)
     batch_rule: str = "accumulate"    # accumulate | linear | sqrt | none (see rsb.resolve)
@@ -73,15 +78,23 @@ class OptimConfig:
     betas: list = field(default_factory=lambda: [0.9, 0.999])
     eps: float = 1e-6
     max_grad_norm: Optional[float] = 1.0  # LAMB's global gradient-norm clipping; null = off
+    momentum: float = 0.9             # SGD only
+    decay_biases_and_norms: bool = False  # false: no weight decay on 1-d parameters; true: decay every parameter
 
 
 @dataclass
 class SchedConfig:
-    name: str = "cosine"              # per-step linear warmup, then cosine decay to min_lr at the last step
-    epochs: int = 300
-    warmup_epochs: float = 5.0        # linear warmup from warmup_lr to the peak
+    name: str = "cosine"              # cosine: per-step linear warmup, then cosine decay to min_lr at the last
+                                      # step; step: lr divided by 1/gamma at each milestone (rsb.optim)
+    epochs: int = 300                 # run length; 0 when max_steps gives it
+    max_steps: int = 0                # run length in optimizer steps (its last epoch cut short); 0 = epochs
+    warmup_epochs: float = 5.0        # cosine: linear warmup from warmup_lr; step: warmup_lr held constant
     warmup_lr: float = 1e-6
+    warmup_until_error: float = 0.0   # step: hold warmup_lr until the training error (%) falls below; 0 = off
     min_lr: float = 1e-6              # cosine floor reached at the last step
+    milestones: list = field(default_factory=list)  # step: where the lr drops, in `unit`
+    unit: str = "epochs"              # step: milestones in "epochs" or optimizer "steps"
+    gamma: float = 0.1                # step: factor at each milestone
 
 
 @dataclass
@@ -138,10 +151,13 @@ def recipe_values(data: dict) -> dict:
 CHOICES = {
     "data.train_interpolation": ("bicubic", "bilinear", "nearest", "box", "hamming", "lanczos", "random"),
     "data.test_interpolation": ("bicubic", "bilinear", "nearest", "box", "hamming", "lanczos"),
+    "data.dataset": ("imagenet", "cifar10"),
+    "data.normalize": ("channel", "pixel_mean"),
     "loss.name": ("bce", "soft_ce"),
-    "optim.name": ("lamb", "adamw"),
+    "optim.name": ("lamb", "adamw", "sgd"),
     "optim.batch_rule": ("accumulate", "linear", "sqrt", "none"),
-    "sched.name": ("cosine",),
+    "sched.name": ("cosine", "step"),
+    "sched.unit": ("epochs", "steps"),
     "train.amp_dtype": ("bfloat16", "float16"),
     "train.amp_fallback": ("float32", "keep"),
     "run.nonfinite": ("stop", "skip"),
@@ -166,10 +182,34 @@ def check_config(cfg: "Config") -> None:
     def need(ok: bool, msg: str) -> None:
         if not ok:
             raise UserError(msg)
-    need(cfg.sched.epochs > 0, "sched.epochs must be positive.")
-    need(0 <= cfg.sched.warmup_epochs < cfg.sched.epochs,
-         f"sched.warmup_epochs must be in [0, sched.epochs) (got {cfg.sched.warmup_epochs:g} with "
-         f"sched.epochs={cfg.sched.epochs}).")
+    s = cfg.sched
+    need((s.epochs > 0) != (s.max_steps > 0) and min(s.epochs, s.max_steps) >= 0,
+         f"give the run length as sched.epochs or as sched.max_steps, the other 0 (got sched.epochs={s.epochs}, "
+         f"sched.max_steps={s.max_steps}).")
+    need(0 <= s.warmup_epochs and (s.max_steps or s.warmup_epochs < s.epochs),
+         f"sched.warmup_epochs must be in [0, sched.epochs) (got {s.warmup_epochs:g} with "
+         f"sched.epochs={s.epochs}).")
+    need(s.name == "step" or not (s.milestones or s.warmup_until_error),
+         "sched.milestones and sched.warmup_until_error belong to sched.name=step; clear them for the cosine.")
+    need(all(isinstance(m, (int, float)) and not isinstance(m, bool) and m > 0 for m in s.milestones)
+         and list(s.milestones) == sorted(s.milestones),
+         f"sched.milestones must be positive numbers in increasing order, got {s.milestones}.")
+    need(0 < s.gamma <= 1, f"sched.gamma must be in (0, 1], got {s.gamma:g}.")
+    need(0 <= s.warmup_until_error < 100, "sched.warmup_until_error is a training error in percent, in [0, 100).")
+    need(not s.warmup_until_error or not (cfg.aug.mixup_alpha or cfg.aug.cutmix_alpha),
+         "sched.warmup_until_error needs Mixup and CutMix off (mixed targets have no training error).")
+    need(cfg.data.val_holdout >= 0, "data.val_holdout must be 0 or more.")
+    need(cfg.aug.pad_crop >= 0, "aug.pad_crop must be 0 or more.")
+    if cfg.data.dataset == "cifar10":
+        need(cfg.data.train_size == cfg.data.test_size == 32,
+             "data.train_size and data.test_size must be 32 for data.dataset=cifar10 (its images are not resized).")
+        need(not cfg.aug.rand_augment and not cfg.aug.color_jitter,
+             "aug.rand_augment and aug.color_jitter are not applied to CIFAR-10 (data.dataset=cifar10); clear them.")
+        need(list(cfg.aug.scale) == [1.0, 1.0] and list(cfg.aug.ratio) == [1.0, 1.0],
+             "aug.scale and aug.ratio must be [1.0, 1.0] for data.dataset=cifar10 (no RandomResizedCrop there).")
+    else:
+        need(cfg.data.normalize == "channel",
+             "data.normalize=pixel_mean is for data.dataset=cifar10 (an ImageNet mean image is not computed).")
     need(cfg.optim.lr > 0, "optim.lr must be positive.")
     need(cfg.aug.repeated_aug >= 1, "aug.repeated_aug must be 1 (off) or more.")
     need(cfg.train.batch_per_device > 0, "train.batch_per_device must be positive.")
@@ -182,7 +222,7 @@ def check_config(cfg: "Config") -> None:
 
 
 def available_recipes() -> list[str]:
-    return sorted(p.stem for p in RECIPE_DIR.glob("*.yaml") if p != SAMPLE_SCALE_FILE)
+    return sorted(p.stem for p in RECIPE_DIR.glob("*.yaml") if p not in SAMPLE_SCALE_FILES.values())
 
 
 def _field_types(cls) -> dict[str, Any]:
@@ -298,10 +338,10 @@ def changed_recipe_values(old: dict, cfg: "Config") -> list[str]:
             for key in values if old.get(section, {}).get(key) != values[key]]
 
 
-def sample_scale() -> dict:
-    """The sample-scale overlay (rsb/recipes/sample_scale.yaml): {section: {key: value}}, applied over any recipe
-    when no data is given."""
-    return yaml.safe_load(SAMPLE_SCALE_FILE.read_text())
+def sample_scale(dataset: str = "imagenet") -> dict:
+    """The sample-scale overlay of the data set's built-in sample (rsb/recipes/sample_scale.yaml, or
+    sample_scale_cifar10.yaml): {section: {key: value}}, applied over any recipe when no data is given."""
+    return yaml.safe_load(SAMPLE_SCALE_FILES[dataset].read_text())
 
 
 def describe_overlay(overlay: dict) -> str:
@@ -319,8 +359,9 @@ def build_config(recipe: str, overrides: list[str], sample: bool) -> "Config":
     """The recipe, the sample-scale overlay (merged as data, checked like a recipe file) when no data is given,
     then the command line's overrides; the whole checked for consistency."""
     cfg = load_recipe(recipe)
-    if sample:
-        cfg = config_from_dict(_merged(to_dict(cfg), sample_scale()))
+    if sample:  # the overlay of the data set the run ends up with, overrides included
+        dataset = apply_overrides(cfg, overrides).data.dataset
+        cfg = config_from_dict(_merged(to_dict(cfg), sample_scale(dataset)))
     cfg = apply_overrides(cfg, overrides)
     check_config(cfg)
     return cfg

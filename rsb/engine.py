@@ -11,7 +11,7 @@ import torch.nn.functional as F
 
 from rsb import distributed
 from rsb.errors import UserError
-from rsb.model import unwrap
+from rsb.models import unwrap
 
 
 @dataclass
@@ -23,7 +23,11 @@ class EpochStats:
     steps: int
     skipped_images: int
     nonfinite_skipped: int = 0
+    train_top1: float | None = None  # % of training samples classified right as trained on; None under Mixup
 
+
+NONFINITE_CHECK_EVERY = 20  # optimizer steps between reads of the recorded first non-finite step (one sync each)
+ERROR_FEEDBACK_EVERY = 10   # optimizer steps between training-error reports to a schedule waiting for one
 
 class NonFiniteLoss(UserError):
     def __init__(self, step: int):
@@ -32,8 +36,6 @@ class NonFiniteLoss(UserError):
                          f"and the last good checkpoint kept. Lower optim.lr, check the data, or set "
                          f"run.nonfinite=skip to skip such steps.")
 
-
-NONFINITE_CHECK_EVERY = 20  # optimizer steps between reads of the recorded first non-finite step (one sync each)
 
 
 def autocast(device: torch.device, dtype: torch.dtype | None):
@@ -57,9 +59,13 @@ def train_one_epoch(model, batches, prep, loss_fn, optimizer, schedule, *, devic
     every NONFINITE_CHECK_EVERY steps and at the end, on every process alike (a NaN reaches every rank through
     the gradient all-reduce, so they stop together); with skip_nonfinite, each micro-batch's loss is checked (one
     sync per step) and a bad one is left out of the gradient and counted.
-    The epoch's mean loss is averaged over processes, as DeiT's and timm's logs do."""
+    The epoch's mean loss is averaged over processes, as DeiT's and timm's logs do. Training top-1 is counted on
+    the device for integer labels (not under Mixup/CutMix); a schedule waiting for the training error
+    (schedule.waiting_for_error) gets that of the last ERROR_FEEDBACK_EVERY steps, one sync per report."""
     model.train()
     loss_sum = torch.zeros((), device=device)
+    hits = torch.zeros(2, device=device)  # correct, counted: the epoch's; window: since the last error report
+    window = torch.zeros(2, device=device)
     first_bad = torch.full((), -1, device=device, dtype=torch.int64)
     micro, seen, skipped, nonfinite, step, lr = 0, 0, 0, 0, first_step, schedule.lr_at(first_step)
     start = time.perf_counter()
@@ -86,6 +92,11 @@ def train_one_epoch(model, batches, prep, loss_fn, optimizer, schedule, *, devic
                 out = model(x)
             loss = loss_fn(out, y)
             finite = torch.isfinite(loss)
+            if y.ndim == 1:
+                batch_hits = torch.stack([(out.detach().argmax(1) == y).sum().float(), torch.tensor(
+                    float(y.numel()), device=device)])
+                hits += batch_hits
+                window += batch_hits
             dropped = False
             if skip_nonfinite and not _finite_everywhere(finite, world_size):
                 nonfinite += 1
@@ -108,17 +119,25 @@ def train_one_epoch(model, batches, prep, loss_fn, optimizer, schedule, *, devic
         if is_update:
             if (step - first_step) % NONFINITE_CHECK_EVERY == 0:
                 check_finite()
+            if schedule.waiting_for_error and step % ERROR_FEEDBACK_EVERY == 0 and window[1] > 0:
+                if world_size > 1:
+                    distributed.all_reduce_sum(window)
+                schedule.observe_error(step, 100.0 * (1 - (window[0] / window[1]).item()))
+                window.zero_()
             if progress is not None:
                 progress.step(step, lambda: (loss_sum / max(1, micro - nonfinite)).item(), lr, seen)
             if after_step(step - first_step):
                 break
     check_finite()
     seconds = time.perf_counter() - start
-    totals = torch.stack([loss_sum.float(), torch.tensor(float(micro - nonfinite), device=device)])
+    totals = torch.cat([torch.stack([loss_sum.float(), torch.tensor(float(micro - nonfinite), device=device)]),
+                        hits])
     if world_size > 1:
         distributed.all_reduce_sum(totals)
     mean_loss = (totals[0] / totals[1].clamp(min=1)).item()
-    return EpochStats(mean_loss, lr, seen / max(seconds, 1e-9), seconds, step - first_step, skipped, nonfinite)
+    top1 = 100.0 * (totals[2] / totals[3]).item() if totals[3] > 0 else None
+    return EpochStats(mean_loss, lr, seen / max(seconds, 1e-9), seconds, step - first_step, skipped, nonfinite,
+                      top1)
 
 
 def _update(model, optimizer, scaler, clip_grad: float | None) -> None:

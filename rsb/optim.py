@@ -1,4 +1,6 @@
-"""Optimizer with weight-decay parameter groups, and the per-step cosine schedule with linear warmup."""
+"""Optimizer with weight-decay parameter groups, and the learning-rate schedules, both pure functions of the
+optimizer step: the per-step cosine with linear warmup (A1-A3), and the step schedule of the 2015 ResNet paper and
+torchvision's classic recipe (lr divided by 10 at milestones), with the 2015 paper's constant warm-up."""
 from __future__ import annotations
 
 import math
@@ -10,12 +12,16 @@ from rsb.config import OptimConfig, SchedConfig
 
 
 def create_optimizer(model: torch.nn.Module, cfg: OptimConfig, lr: float) -> torch.optim.Optimizer:
-    # timm's grouping: no weight decay on 1-d parameters (biases, norm scales and shifts).
-    groups = param_groups_weight_decay(model, cfg.weight_decay)
+    if cfg.decay_biases_and_norms:  # one group: the 2015 paper's and torchvision's classic recipe decay everything
+        groups = [{"params": [p for p in model.parameters() if p.requires_grad], "weight_decay": cfg.weight_decay}]
+    else:  # timm's grouping: no weight decay on 1-d parameters (biases, norm scales and shifts).
+        groups = param_groups_weight_decay(model, cfg.weight_decay)
     if cfg.name == "lamb":
         # max_grad_norm is Lamb's own global clipping (timm default 1.0, which the released weights used).
         return Lamb(groups, lr=lr, betas=tuple(cfg.betas), eps=cfg.eps, weight_decay=cfg.weight_decay,
                     max_grad_norm=cfg.max_grad_norm)
+    if cfg.name == "sgd":  # torch's SGD: the decay is added to the gradient before momentum (L2), as in 2015
+        return torch.optim.SGD(groups, lr=lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
     return torch.optim.AdamW(groups, lr=lr, betas=tuple(cfg.betas), eps=cfg.eps, weight_decay=cfg.weight_decay)
 
 
@@ -23,7 +29,29 @@ def clips_gradients_itself(optimizer: torch.optim.Optimizer) -> bool:
     return isinstance(optimizer, Lamb)
 
 
-class WarmupCosine:
+class _Schedule:
+    """What the training loop sees of a schedule: lr_at(step), apply(optimizer, step), and the error feedback
+    hook (only the step schedule's error-ended warm-up uses it)."""
+
+    waiting_for_error = False  # True while the lr depends on the training error (the loop then reports it)
+
+    def apply(self, optimizer: torch.optim.Optimizer, step: int) -> float:
+        lr = self.lr_at(step)
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        return lr
+
+    def observe_error(self, step: int, error: float) -> None:
+        pass
+
+    def state_dict(self) -> dict:
+        return {}
+
+    def load_state_dict(self, state: dict) -> None:
+        pass
+
+
+class WarmupCosine(_Schedule):
     """Learning rate as a pure function of the optimizer step: linear from warmup_lr to peak over
     warmup_steps, then cosine from peak to min_lr at the last step. Updated every step, stateless, so resuming
     needs only the step count."""
@@ -39,8 +67,49 @@ class WarmupCosine:
         progress = min(1.0, (step - self.warmup) / span)
         return self.min_lr + 0.5 * (self.peak - self.min_lr) * (1 + math.cos(math.pi * progress))
 
-    def apply(self, optimizer: torch.optim.Optimizer, step: int) -> float:
-        lr = self.lr_at(step)
-        for group in optimizer.param_groups:
-            group["lr"] = lr
-        return lr
+
+class StepDecay(_Schedule):
+    """peak x gamma^k after the k-th milestone (milestones in optimizer steps, or in epochs: at the first step of
+    that epoch, as torch's MultiStepLR stepped once per epoch). Warm-up, the 2015 paper's kind: warmup_lr held
+    for warmup_steps, or (warmup_until_error > 0) until the training error first falls below it ("0.01 until the
+    training error is below 80%", about 400 iterations for ResNet-110). Milestones count from step 0 either way.
+
+    Why not torch's MultiStepLR: it is stateful per call, and here the lr must be a function of the step so a
+    resume (mid-epoch too) needs only the step count, plus the step the error warm-up ended, kept in checkpoints."""
+
+    def __init__(self, sched: SchedConfig, peak_lr: float, steps_per_epoch: int, warmup_steps: int,
+                 lr_scale: float = 1.0):
+        """`lr_scale`: the batch rule's factor on the recipe's lr (rsb.resolve), applied to warmup_lr too, so the
+        warm-up keeps its ratio to the peak (0.01 to 0.1) at any batch."""
+        per = steps_per_epoch if sched.unit == "epochs" else 1
+        self.milestones = [round(m * per) for m in sched.milestones]
+        self.peak, self.gamma, self.warmup = peak_lr, sched.gamma, warmup_steps
+        self.warmup_lr = sched.warmup_lr * lr_scale
+        self.until_error = sched.warmup_until_error
+        self.warm_end: int | None = None  # the step the error warm-up ended at; None while it lasts
+
+    @property
+    def waiting_for_error(self) -> bool:
+        return self.until_error > 0 and self.warm_end is None
+
+    def lr_at(self, step: int) -> float:
+        if step < self.warmup or (self.until_error > 0 and (self.warm_end is None or step < self.warm_end)):
+            return self.warmup_lr
+        return self.peak * self.gamma ** sum(step >= m for m in self.milestones)
+
+    def observe_error(self, step: int, error: float) -> None:
+        if self.waiting_for_error and error < self.until_error:
+            self.warm_end = step
+
+    def state_dict(self) -> dict:
+        return {"warm_end": self.warm_end}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.warm_end = state.get("warm_end")
+
+
+def create_schedule(sched: SchedConfig, peak_lr: float, total_steps: int, warmup_steps: int,
+                    steps_per_epoch: int, lr_scale: float = 1.0) -> _Schedule:
+    if sched.name == "step":
+        return StepDecay(sched, peak_lr, steps_per_epoch, warmup_steps, lr_scale)
+    return WarmupCosine(sched, peak_lr, total_steps, warmup_steps)

@@ -11,31 +11,50 @@ import numpy as np
 import torch
 
 from rsb.checkpoint import EMA_KEY, ema_state
-from rsb.config import SAMPLE_SCALE_FILE, Config, describe_overlay, sample_scale
+from rsb.config import SAMPLE_SCALE_FILES, Config, describe_overlay, sample_scale
+from rsb.data.cifar import looks_like_cifar as cifar_like
 from rsb.data.batch import DeviceBatch
 from rsb.data.loader import TrainLoader, eval_loader, imagenet_splits
 from rsb.data.sample import ensure_sample_dataset
 from rsb.distributed import DistEnv
 from rsb.errors import UserError
 from rsb.loss import create_loss
-from rsb.model import create_model, load_state_dict_checked, prepare_model, unwrap, wrap_for_training
+from rsb.models import create_model, load_state_dict_checked, prepare_model, unwrap, wrap_for_training
 from rsb.precision import Precision
-from rsb.optim import WarmupCosine, clips_gradients_itself, create_optimizer
+from rsb.optim import clips_gradients_itself, create_optimizer, create_schedule
 from rsb.resolve import Derived
 
 
-def open_training_data(root: Path | None, num_classes: int, log, val_labels: Path | None = None):
-    """The train and val sources of --data in any layout (rsb.data.layout), or of the built-in sample data
-    (which runs at the sample scale)."""
+def open_training_data(root: Path | None, cfg: Config, log, val_labels: Path | None = None):
+    """The train and val sets of --data, or of the built-in sample data (which runs at the sample scale): the
+    sources of an ImageNet layout (rsb.data.layout), or CIFAR-10's arrays (data.dataset=cifar10, rsb.data.cifar)."""
+    num_classes, dataset = cfg.model.num_classes, cfg.data.dataset
     if root is None:
-        root = ensure_sample_dataset()
-        log(f"no --data given: built-in sample data at {root} (10 classes), at the sample scale of "
-            f"{SAMPLE_SCALE_FILE.name}: {describe_overlay(sample_scale())}")
+        from rsb.data import cifar
+        where = cifar.ensure_cifar_sample() if dataset == "cifar10" else ensure_sample_dataset()
+        log(f"no --data given: built-in sample data at {where} (10 classes), at the sample scale of "
+            f"{SAMPLE_SCALE_FILES[dataset].name}: {describe_overlay(sample_scale(dataset))}")
+        root = None if dataset == "cifar10" else where
+    if dataset == "cifar10":
+        return _cifar_sets(root, cfg, log)
+    if root is not None and Path(root).exists() and cifar_like(root):
+        raise UserError(f"{root} looks like CIFAR-10, but the recipe reads an ImageNet folder; use --recipe "
+                        f"cifar10_resnet (or set data.dataset=cifar10).")
     train_idx, val_idx = imagenet_splits(root, val_labels)
     if train_idx.num_classes != num_classes:
         raise UserError(f"the training data in {root} has {train_idx.num_classes} classes but model.num_classes "
                         f"is {num_classes}; set model.num_classes={train_idx.num_classes}.")
     return train_idx, val_idx
+
+
+def _cifar_sets(root, cfg: Config, log):
+    from rsb.data.cifar import NUM_CLASSES, open_cifar10
+    if cfg.model.num_classes != NUM_CLASSES:
+        raise UserError(f"CIFAR-10 has {NUM_CLASSES} classes but model.num_classes is {cfg.model.num_classes}; "
+                        f"set model.num_classes={NUM_CLASSES}.")
+    train, val = open_cifar10(root, cfg.data.val_holdout)
+    log(f"CIFAR-10: {len(train)} train images, val: {len(val)} images of {val.where}")
+    return train, val
 
 
 def seed_everything(seed: int) -> None:
@@ -58,7 +77,7 @@ class TrainingParts:
     model: torch.nn.Module              # the unwrapped timm model until wrap() is called
     ema: object | None                  # timm's ModelEmaV3 when train.ema
     optimizer: torch.optim.Optimizer
-    schedule: WarmupCosine
+    schedule: object                    # rsb.optim's WarmupCosine or StepDecay
     scaler: torch.amp.GradScaler | None  # float16 only
     clip: float | None                  # None where the optimizer clips itself (timm's Lamb)
     loss_fn: torch.nn.Module
@@ -75,7 +94,8 @@ class TrainingParts:
         """The learned state of the parts, as a checkpoint stores it."""
         return {"model": unwrap(self.model).state_dict(), "optimizer": self.optimizer.state_dict(),
                 "scaler": self.scaler.state_dict() if self.scaler else None,
-                EMA_KEY: self.ema.module.state_dict() if self.ema else None}
+                EMA_KEY: self.ema.module.state_dict() if self.ema else None,
+                "schedule": self.schedule.state_dict()}
 
     def load_state_dict(self, ckpt: dict, source: str) -> None:
         load_state_dict_checked(unwrap(self.model), ckpt["model"], source)
@@ -84,6 +104,7 @@ class TrainingParts:
             self.scaler.load_state_dict(ckpt["scaler"])
         if self.ema is not None and (ema := ema_state(ckpt)):
             self.ema.module.load_state_dict(ema)
+        self.schedule.load_state_dict(ckpt.get("schedule") or {})
 
     def weights_finite(self) -> bool:
         return all(torch.isfinite(p).all() for p in unwrap(self.model).parameters())
@@ -91,7 +112,8 @@ class TrainingParts:
 
 def build_parts(cfg: Config, derived: Derived, prec: Precision, dist: DistEnv, train_idx, val_idx,
                 workers: int) -> TrainingParts:
-    """Every part of a run; seeded by train.seed first, so every process starts from the same weights."""
+    """Every part of a run; seeded by train.seed first, so every process starts from the same weights.
+    train_idx, val_idx: what open_training_data gives (folder indexes, or CIFAR-10 arrays)."""
     device = dist.device
     set_determinism(cfg.run.deterministic, device)
     seed_everything(cfg.train.seed)
@@ -101,15 +123,27 @@ def build_parts(cfg: Config, derived: Derived, prec: Precision, dist: DistEnv, t
         from timm.utils import ModelEmaV3
         ema = ModelEmaV3(model, decay=cfg.train.ema_decay)
     optimizer = create_optimizer(model, cfg.optim, derived.lr)
+    arrays = cfg.data.dataset == "cifar10"
+    if arrays:  # in memory: no loader workers, the augmentation and the mean image on the device
+        from rsb.data.cifar import array_eval_loader
+        mean_image = train_idx.mean_image() if cfg.data.normalize == "pixel_mean" else None
+        train_loader = TrainLoader(cfg, None, dist.rank, dist.world_size, 0, pin_memory=device.type == "cuda",
+                                   accum_steps=derived.accum_steps, dataset=train_idx)
+        val_loader = array_eval_loader(val_idx, cfg.train.batch_per_device, rank=dist.rank, world=dist.world_size)
+    else:
+        mean_image = None
+        train_loader = TrainLoader(cfg, train_idx, dist.rank, dist.world_size, workers,
+                                   pin_memory=device.type == "cuda", accum_steps=derived.accum_steps)
+        val_loader = eval_loader(val_idx, cfg.data.test_size, cfg.data.test_crop_pct, cfg.data.test_interpolation,
+                                 cfg.train.batch_per_device, workers, rank=dist.rank, world=dist.world_size)
     return TrainingParts(
         model=model, ema=ema, optimizer=optimizer,
-        schedule=WarmupCosine(cfg.sched, derived.lr, derived.total_steps, derived.warmup_steps),
+        schedule=create_schedule(cfg.sched, derived.lr, derived.total_steps, derived.warmup_steps,
+                                 derived.steps_per_epoch, lr_scale=derived.lr / cfg.optim.lr),
         scaler=torch.amp.GradScaler(device.type) if prec.needs_scaler else None,
         clip=None if clips_gradients_itself(optimizer) else cfg.optim.max_grad_norm,
         loss_fn=create_loss(cfg.loss, cfg.model.num_classes),
-        train_loader=TrainLoader(cfg, train_idx, dist.rank, dist.world_size, workers,
-                                 pin_memory=device.type == "cuda", accum_steps=derived.accum_steps),
-        val_loader=eval_loader(val_idx, cfg.data.test_size, cfg.data.test_crop_pct, cfg.data.test_interpolation,
-                               cfg.train.batch_per_device, workers, rank=dist.rank, world=dist.world_size),
-        prep_train=DeviceBatch(device, cfg.model.channels_last, cfg.aug, cfg.model.num_classes),
-        prep_eval=DeviceBatch(device, cfg.model.channels_last))
+        train_loader=train_loader, val_loader=val_loader,
+        prep_train=DeviceBatch(device, cfg.model.channels_last, cfg.aug, cfg.model.num_classes,
+                               mean_image=mean_image, flip_on_device=arrays),
+        prep_eval=DeviceBatch(device, cfg.model.channels_last, mean_image=mean_image))

@@ -83,3 +83,29 @@ def scatter(labels: list, x: list[float], y: list[float], path: Path, title: str
     ax.set_title(title)
     ax.grid(alpha=0.3)
     return _save(fig, path)
+
+
+def degradation_figure(curves: dict[str, dict[str, list[float]]], path: Path, title: str) -> Path:
+    """He et al. 2015's Figure 6: training error (thin) and test error (bold) in % against iterations, the plain
+    nets in the left panel and the residual nets in the right, one colour per depth. `curves` maps a model name
+    (cifar_plain20, cifar_resnet56, ...) to {"steps", "train_error", "test_error"}."""
+    fig = Figure(figsize=(10, 4))
+    axes = fig.subplots(1, 2, sharey=True)
+    colours = {}
+    for ax, family, label in ((axes[0], "plain", "plain nets"), (axes[1], "resnet", "ResNets")):
+        for name, c in curves.items():
+            if family not in name:
+                continue
+            depth = name.rsplit(family, 1)[1]
+            colour = colours.setdefault(depth, f"C{len(colours)}")
+            tag = f"{label.split()[0].rstrip('s')}-{depth}"
+            ax.plot(c["steps"], c["train_error"], color=colour, linewidth=0.8, linestyle="--", alpha=0.8)
+            ax.plot(c["steps"], c["test_error"], color=colour, linewidth=2.2, label=tag)
+        ax.set_title(f"{label} (dashed: training error, bold: test error)", fontsize=9)
+        ax.set_xlabel("iterations")
+        ax.grid(alpha=0.3)
+        if ax.get_legend_handles_labels()[1]:
+            ax.legend(fontsize=8)
+    axes[0].set_ylabel("error (%)")
+    fig.suptitle(title)
+    return _save(fig, path)

@@ -17,7 +17,7 @@ import math
 from dataclasses import asdict, dataclass
 
 from rsb import precision
-from rsb.config import CHOICES, SAMPLE_SCALE_FILE, Config, check_config, to_dict, to_yaml
+from rsb.config import CHOICES, SAMPLE_SCALE_FILES, Config, check_config, to_dict, to_yaml
 from rsb.data.sampler import lane_count, samples_per_process
 from rsb.data.transforms import BUILD_EXTENSIONS, train_pipeline
 from rsb.errors import UserError
@@ -37,12 +37,17 @@ class Derived:
     train_images: int
     samples_per_device: int     # per epoch, repeats included
     steps_per_epoch: int        # optimizer steps
+    epochs: int                 # sched.epochs, or the epochs sched.max_steps spans (the last one cut short)
     total_steps: int
     warmup_steps: int
     sampler_lanes: int          # virtual replicas the repeated-augmentation sampler deals over
     precision: str              # what the forward pass computes in: bfloat16, float16 (autocast) or float32
     precision_reason: str       # one sentence: why (train.amp and the device's native support)
     input_path: str             # which training input path runs: fast transform or timm's chain, decoder, C ops
+
+    def steps_in_epoch(self, epoch: int) -> int:
+        """Optimizer steps of epoch `epoch` (0-based): all of them, except in a last epoch cut by max_steps."""
+        return max(0, min(self.steps_per_epoch, self.total_steps - epoch * self.steps_per_epoch))
 
 
 def _batch_rule(cfg: Config, per_step: int) -> tuple[int, float, str]:
@@ -80,14 +85,31 @@ def resolve(cfg: Config, world_size: int, train_images: int, prec: precision.Pre
                         f"(train.batch_per_device={b}, {world_size} device(s), {accum} accumulation steps; the "
                         f"sampler deals them over {lanes} lanes of {math.ceil(train_images / lanes)}); lower "
                         f"train.batch_per_device.")
+    total = cfg.sched.max_steps or steps * cfg.sched.epochs
     return Derived(
         world_size=world_size, batch_per_device=cfg.train.batch_per_device, accum_steps=accum,
         global_batch=per_step * accum, lr=lr, batch_rule_applied=note, train_images=train_images,
-        samples_per_device=samples, steps_per_epoch=steps, total_steps=steps * cfg.sched.epochs,
+        samples_per_device=samples, steps_per_epoch=steps, epochs=math.ceil(total / steps), total_steps=total,
         warmup_steps=round(steps * cfg.sched.warmup_epochs),
         sampler_lanes=lane_count(world_size, accum, cfg.aug.repeated_aug),
-        precision=prec.name, precision_reason=prec.reason,
-        input_path=train_pipeline(cfg.data, cfg.aug, cfg.run.fast_transform).describe())
+        precision=prec.name, precision_reason=prec.reason, input_path=_input_path(cfg))
+
+
+def _input_path(cfg: Config) -> str:
+    if cfg.data.dataset == "cifar10":
+        from rsb.data.cifar import INPUT_PATH
+        return INPUT_PATH
+    return train_pipeline(cfg.data, cfg.aug, cfg.run.fast_transform).describe()
+
+
+def assumed_train_images(cfg: Config, sample: bool) -> int:
+    """The training set's size where the data is not read (--print-config, a sweep's launch check): the built-in
+    sample's, or the full data set's, less data.val_holdout."""
+    if cfg.data.dataset == "cifar10":
+        from rsb.data.cifar import train_images
+        return train_images(sample) - cfg.data.val_holdout
+    from rsb.data.sample import NUM_CLASSES, SPLITS
+    return (SPLITS["train"] * NUM_CLASSES if sample else IMAGENET_TRAIN_IMAGES) - cfg.data.val_holdout
 
 
 def derived_dict(d: Derived) -> dict:
@@ -121,7 +143,7 @@ def startup_lines(cfg: Config, d: Derived, device_type: str, run_dir) -> list[st
     from rsb import runfolder
     lines = [", ".join(f"{name} {version}" for name, version in versions().items()),
              f"run folder {run_dir}; {d.world_size} process(es) on {device_type}; {d.train_images} train images, "
-             f"{d.steps_per_epoch} steps/epoch, {cfg.sched.epochs} epochs",
+             f"{d.steps_per_epoch} steps/epoch, {d.epochs} epochs, {d.total_steps} steps",
              f"batch rule: {d.batch_rule_applied}",
              f"precision: {d.precision_reason}",
              f"repeated augmentation: {cfg.aug.repeated_aug} copies per image dealt over {d.sampler_lanes} sampler "
@@ -135,10 +157,10 @@ def startup_lines(cfg: Config, d: Derived, device_type: str, run_dir) -> list[st
 def print_config(cfg: Config, sample: bool, device: str = "auto") -> str:
     """The resolved YAML for --print-config: no data is read (ImageNet-1k's train size is assumed)."""
     from rsb import distributed
-    from rsb.data.sample import NUM_CLASSES, SPLITS
-    images = SPLITS["train"] * NUM_CLASSES if sample else IMAGENET_TRAIN_IMAGES
+    images = assumed_train_images(cfg, sample)
     _, world, _ = distributed.env_rank_world()
-    scale = ("built-in sample data at sample scale (" + SAMPLE_SCALE_FILE.name + "); pass --data for the "
-             "ImageNet-scale recipe") if sample else f"ImageNet-1k ({images} train images assumed, data not read)"
+    full = "CIFAR-10" if cfg.data.dataset == "cifar10" else "ImageNet-1k"
+    scale = (f"built-in sample data at sample scale ({SAMPLE_SCALE_FILES[cfg.data.dataset].name}); pass --data "
+             f"for the full-scale recipe") if sample else f"{full} ({images} train images assumed, data not read)"
     derived = resolve(cfg, world, images, precision.for_config(cfg.train, device))
     return f"# resolved for {scale}\n" + to_yaml(resolved_document(cfg, derived))

@@ -9,8 +9,9 @@ from pathlib import Path
 
 from rsb import runfolder
 
-METRIC_FIELDS = ["epoch", "train_loss", "lr", "val_top1", "val_top5", "val_loss", "ema_top1", "ema_top5",
-                 "images_per_sec", "epoch_seconds", "skipped_images", "nonfinite_steps", "precision", "note"]
+METRIC_FIELDS = ["epoch", "step", "train_loss", "train_top1", "lr", "val_top1", "val_top5", "val_loss", "ema_top1",
+                 "ema_top5", "images_per_sec", "epoch_seconds", "skipped_images", "nonfinite_steps", "precision",
+                 "note"]
 
 
 class Progress:
@@ -97,10 +98,12 @@ def plot_curves(rows: list[dict], path: Path, title: str) -> None:
     curves({"run": rows}, path, title)
 
 
-def epoch_row(epoch: int, stats, val: dict, ema_val: dict, precision: str) -> dict:
-    """One metrics.csv row: the epoch's training statistics (rsb.engine.EpochStats) and its evaluations, which
-    compute in the run's precision."""
-    return {"epoch": epoch, "train_loss": round(stats.loss, 5), "lr": stats.lr,
+def epoch_row(epoch: int, step: int, stats, val: dict, ema_val: dict, precision: str) -> dict:
+    """One metrics.csv row: the epoch's training statistics (rsb.engine.EpochStats; train_top1 on the
+    augmented training batches, blank under Mixup/CutMix) at global optimizer step `step`, and its evaluations,
+    which compute in the run's precision."""
+    return {"epoch": epoch, "step": step, "train_loss": round(stats.loss, 5),
+            "train_top1": round(stats.train_top1, 3) if stats.train_top1 is not None else "", "lr": stats.lr,
             "val_top1": round(val["top1"], 3) if val else "", "val_top5": round(val["top5"], 3) if val else "",
             "val_loss": round(val["loss"], 5) if val else "",
             "ema_top1": round(ema_val["top1"], 3) if ema_val else "",
@@ -115,13 +118,13 @@ def run_summary(cfg, derived, best: dict, rows: list[dict], last_val: dict, worl
     """summary.json: the final and best scores from metrics.csv's rows, and how the run was computed."""
     final = rows[-1] if rows else {}
     return {
-        "recipe": cfg.name, "epochs": cfg.sched.epochs, "seed": cfg.train.seed,
+        "recipe": cfg.name, "epochs": derived.epochs, "seed": cfg.train.seed,
         "final_epoch": int(final["epoch"]) if final else None,
         "final_val_top1": float(final["val_top1"]) if final.get("val_top1") else None,
         "final_val_top5": float(final["val_top5"]) if final.get("val_top5") else None,
         "best_val_top1": best.get("top1"), "best_epoch": best.get("epoch"),
         "val_images_scored": last_val.get("images"),
-        "world_size": world_size, "steps_per_epoch": derived.steps_per_epoch,
+        "world_size": world_size, "steps_per_epoch": derived.steps_per_epoch, "total_steps": derived.total_steps,
         "precision": derived.precision, "precision_reason": derived.precision_reason,
         "train_seconds_this_session": round(seconds, 1), "run_dir": str(run_dir),
     }

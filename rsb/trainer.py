@@ -50,8 +50,7 @@ class Trainer:
 
     def setup(self) -> None:
         cfg, d = self.cfg, self.dist
-        train_idx, val_idx = open_training_data(self.env.data, cfg.model.num_classes, self.log,
-                                                self.env.val_labels)
+        train_idx, val_idx = open_training_data(self.env.data, cfg, self.log, self.env.val_labels)
         self.precision = precision.for_config(cfg.train, d.device)
         self.derived = resolve(cfg, d.world_size, len(train_idx), self.precision)
         self.parts = build_parts(cfg, self.derived, self.precision, d, train_idx, val_idx, self.env.workers)
@@ -91,14 +90,14 @@ class Trainer:
         """After each optimizer step: advance the state, a mid-epoch checkpoint when due (the epoch's end has its
         own); True when a signal asks to stop."""
         self.state.advance()
-        if self.state.epoch_step < self.derived.steps_per_epoch and self.ckpts.due(self.state.step):
+        if self.state.epoch_step < self.derived.steps_in_epoch(self.state.epoch) and self.ckpts.due(self.state.step):
             self.save()
         return self.stop.agreed(self.dist)
 
     def run(self) -> dict:
         """For each epoch: train over the sampler's order, evaluate, checkpoint; stop cleanly on a signal."""
         self._start_run_folder()
-        st, epochs = self.state, self.cfg.sched.epochs
+        st, epochs = self.state, self.derived.epochs
         if st.epoch >= epochs:
             self.log("this run has already finished; nothing to do (use another --output for a new run)")
             return self._summary(0.0)
@@ -107,7 +106,7 @@ class Trainer:
         with self.stop:
             for epoch in range(st.epoch, epochs):
                 stats = self._train_epoch(epoch)
-                if self.stop.signum is not None and st.epoch_step < self.derived.steps_per_epoch:
+                if self.stop.signum is not None and st.epoch_step < self.derived.steps_in_epoch(epoch):
                     self.save()
                     self._exit(f"stopped at step {st.step} (epoch {epoch + 1})")
                 st.end_epoch()
@@ -129,11 +128,11 @@ class Trainer:
         cfg, d, der, st, p = self.cfg, self.dist, self.derived, self.state, self.parts
         batches = p.train_loader.epoch(epoch, start_sample=st.epoch_step * der.accum_steps * der.batch_per_device)
         progress = Progress(self.main and not self.env.quiet, der.total_steps, st.step, cfg.run.log_every,
-                            epoch, cfg.sched.epochs, on_log=self.trackers.step if self.main else None)
+                            epoch, der.epochs, on_log=self.trackers.step if self.main else None)
         try:
             stats = train_one_epoch(
                 p.model, batches, p.prep_train, p.loss_fn, p.optimizer, p.schedule, device=d.device,
-                first_step=st.step, steps=der.steps_per_epoch - st.epoch_step, accum_steps=der.accum_steps,
+                first_step=st.step, steps=der.steps_in_epoch(epoch) - st.epoch_step, accum_steps=der.accum_steps,
                 amp_dtype=self.precision.dtype, scaler=p.scaler, clip_grad=p.clip, ema=p.ema, progress=progress,
                 world_size=d.world_size, skip_nonfinite=cfg.run.nonfinite == "skip", after_step=self._after_step,
                 seed_micro_batch=lambda step, k: seed_everything(seed_for(cfg.train.seed, step, k, d.rank, 3)))
@@ -151,7 +150,7 @@ class Trainer:
         """Evaluate when due (always after the last epoch), record the epoch, checkpoint."""
         cfg, p = self.cfg, self.parts
         val, ema_val = {}, {}
-        if (epoch + 1) % cfg.run.eval_every == 0 or epoch + 1 == cfg.sched.epochs:
+        if (epoch + 1) % cfg.run.eval_every == 0 or epoch + 1 == self.derived.epochs:
             amp = self.precision.dtype
             val = evaluate(p.model, p.val_loader, p.prep_eval, device=self.dist.device, amp_dtype=amp)
             if p.ema is not None:
@@ -160,12 +159,12 @@ class Trainer:
         is_best = bool(val) and val["top1"] > self.state.best["top1"]
         if is_best:
             self.state.best = {"top1": val["top1"], "top5": val["top5"], "epoch": epoch + 1}
-        row = epoch_row(epoch + 1, stats, val, ema_val, self.precision.name)
+        row = epoch_row(epoch + 1, self.state.step, stats, val, ema_val, self.precision.name)
         self.metrics.append(row)
         self.trackers.epoch(self.state.step, row)
         self.save(is_best)
         acc = f" val top-1 {val['top1']:.2f} top-5 {val['top5']:.2f}" if val else ""
-        self.log(f"epoch {epoch + 1}/{cfg.sched.epochs}: loss {stats.loss:.4f}{acc} "
+        self.log(f"epoch {epoch + 1}/{self.derived.epochs}: loss {stats.loss:.4f}{acc} "
                  f"({stats.images_per_sec:.0f} img/s, {stats.seconds:.0f} s)")
 
     def _exit(self, what: str) -> None:

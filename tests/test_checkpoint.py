@@ -1,4 +1,4 @@
-"""Checkpoints: atomic save, safe load, RNG state; checked state-dict loading (rsb.checkpoint, rsb.model)."""
+"""Checkpoints: atomic save, safe load, RNG state; checked state-dict loading (rsb.checkpoint, rsb.models)."""
 from __future__ import annotations
 
 import os
@@ -12,7 +12,7 @@ from rsb import checkpoint
 from rsb.checkpoint import find_resume, load, rng_state, save_atomic, set_rng_state
 from rsb.config import ModelConfig
 from rsb.errors import UserError
-from rsb.model import create_model, load_state_dict_checked, unwrap
+from rsb.models import create_model, load_state_dict_checked, unwrap
 
 
 def sample_ckpt(step=3):

@@ -320,3 +320,36 @@ def test_help_lists_the_recipe_sections_and_list_recipes(capsys):
     assert main(["--list-recipes"]) == 0
     listed = capsys.readouterr().out
     assert [line.split()[0] for line in listed.splitlines()[:3]] == ["a1", "a2", "a3"]
+
+
+# ---- the choices and checks of the original ResNet recipes (cifar10_resnet, torchvision) ----------------------
+@pytest.mark.parametrize("recipe,overrides,message", [
+    ("cifar10_resnet", ["sched.epochs=10"], "give the run length as sched.epochs or as sched.max_steps"),
+    ("a2", ["sched.epochs=0"], "give the run length as sched.epochs or as sched.max_steps"),
+    ("a2", ["sched.milestones=[10]"], "belong to sched.name=step"),
+    ("cifar10_resnet", ["sched.milestones=[48000,32000]"], "increasing order"),
+    ("cifar10_resnet", ["sched.warmup_until_error=80", "aug.mixup_alpha=0.2"], "needs Mixup and CutMix off"),
+    ("cifar10_resnet", ["data.train_size=48"], "must be 32 for data.dataset=cifar10"),
+    ("cifar10_resnet", ["aug.rand_augment=rand-m9"], "not applied to CIFAR-10"),
+    ("cifar10_resnet", ["aug.scale=[0.08,1.0]"], "no RandomResizedCrop there"),
+    ("a2", ["data.normalize=pixel_mean"], "is for data.dataset=cifar10"),
+])
+def test_original_recipe_checks(recipe, overrides, message):
+    from rsb.config import build_config
+    with pytest.raises(UserError, match=message):
+        build_config(recipe, overrides, sample=False)
+
+
+@pytest.mark.parametrize("key,bad", [("optim.name", "sgdd"), ("sched.name", "steps"), ("sched.unit", "iters"),
+                                     ("data.dataset", "cifar100"), ("data.normalize", "pixel")])
+def test_new_choice_fields_reject_typos(cfg, key, bad):
+    with pytest.raises(UserError, match=f"{key} must be one of"):
+        apply_overrides(cfg, [f"{key}={bad}"])
+
+
+def test_sample_overlay_follows_the_data_set():
+    from rsb.config import build_config
+    cifar = build_config("cifar10_resnet", [], sample=True)
+    assert (cifar.sched.max_steps, cifar.sched.milestones, cifar.data.val_holdout) == (200, [100, 150], 200)
+    assert cifar.data.train_size == 32  # not the ImageNet sample's 48
+    assert build_config("a2", [], sample=True).data.train_size == 48

@@ -17,7 +17,7 @@ import train
 from _tiny import TINY_OVERRIDES, tiny_data
 from rsb import checkpoint, export
 from rsb.config import ModelConfig, load_recipe, to_dict
-from rsb.model import create_model
+from rsb.models import create_model
 
 
 @pytest.fixture(scope="module")

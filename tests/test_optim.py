@@ -133,3 +133,70 @@ def test_apply_sets_every_group():
     assert all(g["lr"] == lr for g in opt.param_groups)
     s.apply(opt, 10)
     assert all(g["lr"] == pytest.approx(5e-3) for g in opt.param_groups)
+
+
+# ---- SGD and the step schedule (the 2015 paper and torchvision's classic recipe) -------------------------------
+from rsb.optim import StepDecay, create_schedule  # noqa: E402
+
+
+def test_sgd_with_the_papers_settings_decays_every_parameter():
+    cfg = load_recipe("cifar10_resnet").optim
+    model = tiny_model()
+    opt = create_optimizer(model, cfg, lr=0.1)
+    assert type(opt) is torch.optim.SGD and not clips_gradients_itself(opt)
+    assert (opt.defaults["momentum"], opt.defaults["nesterov"], opt.defaults["dampening"]) == (0.9, False, 0)
+    assert groups_by_decay(opt) == {1e-4: {id(p) for p in model.parameters()}}  # biases and BN too
+    grouped = create_optimizer(model, OptimConfig(name="sgd", weight_decay=1e-4), lr=0.1)
+    assert set(groups_by_decay(grouped)) == {0.0, 1e-4}  # the A1-A3 rule when decay_biases_and_norms is false
+
+
+def test_step_schedule_by_steps_the_papers_milestones():
+    sched = load_recipe("cifar10_resnet").sched
+    s = create_schedule(sched, 0.1, 64000, 0, steps_per_epoch=351)
+    assert type(s) is StepDecay
+    assert [s.lr_at(i) for i in (0, 31999, 32000, 47999, 48000, 63999)] == pytest.approx(
+        [0.1, 0.1, 0.01, 0.01, 0.001, 0.001], rel=1e-12)
+
+
+def test_step_schedule_by_epochs_torchvision():
+    sched = load_recipe("torchvision").sched
+    s = create_schedule(sched, 0.1, 90 * 5005, 0, steps_per_epoch=5005)
+    assert s.lr_at(30 * 5005 - 1) == pytest.approx(0.1)
+    assert s.lr_at(30 * 5005) == pytest.approx(0.01)  # the first step of epoch 31, as StepLR per epoch
+    assert s.lr_at(60 * 5005) == pytest.approx(0.001)
+    assert s.lr_at(90 * 5005 - 1) == pytest.approx(0.001)
+
+
+def test_step_schedule_fixed_warmup_scaled_with_the_batch_rule():
+    sched = SchedConfig(name="step", milestones=[10], unit="steps", warmup_lr=0.01, warmup_epochs=1)
+    s = create_schedule(sched, 0.05, 100, warmup_steps=4, steps_per_epoch=4, lr_scale=0.5)  # lr 0.1 -> 0.05
+    assert [s.lr_at(i) for i in (0, 3, 4, 9, 10)] == pytest.approx([0.005, 0.005, 0.05, 0.05, 0.005])
+
+
+def test_step_schedule_error_warmup_ends_when_error_falls_and_resumes():
+    sched = load_recipe("cifar10_resnet110").sched
+    s = create_schedule(sched, 0.1, 64000, 0, steps_per_epoch=351)
+    assert s.waiting_for_error and s.lr_at(0) == s.lr_at(1000) == pytest.approx(0.01)
+    s.observe_error(390, 85.0)
+    assert s.waiting_for_error  # still above 80%
+    s.observe_error(400, 79.0)
+    assert not s.waiting_for_error
+    assert (s.lr_at(399), s.lr_at(400), s.lr_at(32000)) == pytest.approx((0.01, 0.1, 0.01))
+    again = create_schedule(sched, 0.1, 64000, 0, steps_per_epoch=351)
+    again.load_state_dict(s.state_dict())  # a resumed run keeps where the warm-up ended
+    assert not again.waiting_for_error and again.lr_at(400) == pytest.approx(0.1)
+
+
+def test_training_loop_reports_the_error_to_a_waiting_schedule():
+    from rsb.engine import ERROR_FEEDBACK_EVERY, train_one_epoch
+    torch.manual_seed(0)
+    model = tiny_model()
+    opt = create_optimizer(model, OptimConfig(name="sgd"), lr=0.1)
+    sched = SchedConfig(name="step", milestones=[1000], unit="steps", warmup_lr=0.01, warmup_until_error=99.9)
+    s = create_schedule(sched, 0.1, 1000, 0, steps_per_epoch=100)
+    batches = [(torch.randn(4, 3, 8, 8), torch.randint(0, 10, (4,)), 0) for _ in range(12)]
+    stats = train_one_epoch(model, batches, lambda x, y, train: (x, y), torch.nn.CrossEntropyLoss(), opt, s,
+                            device=torch.device("cpu"), first_step=0, steps=12)
+    assert s.warm_end == ERROR_FEEDBACK_EVERY  # the first report (error < 99.9%) ended the warm-up
+    assert 0 <= stats.train_top1 <= 100
+    assert opt.param_groups[0]["lr"] == pytest.approx(0.1)

@@ -212,3 +212,73 @@ def test_run_policy_is_its_own_section():
     assert policy == set(RunConfig.__dataclass_fields__)
     assert not policy & set(TrainConfig.__dataclass_fields__)
     assert "run" not in recipe_values(to_dict(load_recipe("a2")))
+
+
+# The recipes beside A1-A3, from their sources (the recipe files' headers): He et al. 2015, section 4.2, for
+# cifar10_resnet (and its ResNet-110 warm-up); the "PyTorch" column of the RSB paper's Table 1 for torchvision.
+ORIGINAL = {
+    "cifar10_resnet": {
+        "model.name": "cifar_resnet56", "model.num_classes": 10, "model.drop_rate": 0.0,
+        "model.drop_path_rate": 0.0, "data.dataset": "cifar10", "data.val_holdout": 5000,
+        "data.normalize": "pixel_mean", "data.train_size": 32, "data.test_size": 32, "data.test_crop_pct": 1.0,
+        "aug.pad_crop": 4, "aug.hflip": 0.5, "aug.rand_augment": "", "aug.mixup_alpha": 0.0,
+        "aug.cutmix_alpha": 0.0, "aug.repeated_aug": 1, "aug.random_erasing": 0.0, "aug.color_jitter": 0.0,
+        "loss.name": "soft_ce", "loss.label_smoothing": 0.0, "optim.name": "sgd", "optim.lr": 0.1,
+        "optim.reference_batch": 128, "optim.momentum": 0.9, "optim.weight_decay": 1e-4,
+        "optim.decay_biases_and_norms": True, "optim.max_grad_norm": None, "sched.name": "step",
+        "sched.epochs": 0, "sched.max_steps": 64000, "sched.milestones": [32000, 48000], "sched.unit": "steps",
+        "sched.gamma": 0.1, "sched.warmup_epochs": 0.0, "sched.warmup_until_error": 0.0,
+        "train.batch_per_device": 128, "train.amp": False, "train.ema": False,
+    },
+    "torchvision": {
+        "model.name": "resnet50", "model.num_classes": 1000, "model.drop_rate": 0.0, "model.drop_path_rate": 0.0,
+        "data.dataset": "imagenet", "data.val_holdout": 0, "data.normalize": "channel", "data.train_size": 224,
+        "data.test_size": 224, "data.test_crop_pct": 0.875, "data.train_interpolation": "bilinear",
+        "data.test_interpolation": "bilinear", "aug.scale": [0.08, 1.0], "aug.ratio": [3 / 4, 4 / 3],
+        "aug.hflip": 0.5, "aug.pad_crop": 0, "aug.rand_augment": "", "aug.mixup_alpha": 0.0,
+        "aug.cutmix_alpha": 0.0, "aug.repeated_aug": 1, "aug.random_erasing": 0.0, "aug.color_jitter": 0.0,
+        "loss.name": "soft_ce", "loss.label_smoothing": 0.0, "optim.name": "sgd", "optim.lr": 0.1,
+        "optim.reference_batch": 256, "optim.momentum": 0.9, "optim.weight_decay": 1e-4,
+        "optim.decay_biases_and_norms": True, "optim.max_grad_norm": None, "sched.name": "step",
+        "sched.epochs": 90, "sched.max_steps": 0, "sched.milestones": [30, 60], "sched.unit": "epochs",
+        "sched.gamma": 0.1, "sched.warmup_epochs": 0.0, "train.amp": False, "train.ema": False,
+        "train.batch_per_device": 32,
+    },
+}
+ORIGINAL["cifar10_resnet110"] = {**ORIGINAL["cifar10_resnet"], "model.name": "cifar_resnet110",
+                                 "sched.warmup_lr": 0.01, "sched.warmup_until_error": 80.0}
+ORIGINAL_CASES = [(r, k, v) for r, table in ORIGINAL.items() for k, v in table.items()]
+
+
+@pytest.mark.parametrize("recipe,key,expected", ORIGINAL_CASES, ids=[f"{r}-{k}" for r, k, _ in ORIGINAL_CASES])
+def test_original_recipe_value(recipe, key, expected):
+    actual = _get(load_recipe(recipe), key)
+    assert _same(actual, expected), f"{recipe}: {key} = {actual!r}, its source says {expected!r}"
+
+
+@pytest.mark.parametrize("recipe", ["cifar10_resnet", "torchvision"])
+def test_original_recipes_are_complete_files(recipe):
+    raw = yaml.safe_load((RECIPE_DIR / f"{recipe}.yaml").read_text())
+    assert "base" not in raw
+    for key, expected in ORIGINAL[recipe].items():
+        section, leaf = key.split(".")
+        assert leaf in raw[section], f"{recipe}.yaml does not set {key} explicitly"
+        assert _same(raw[section][leaf], expected) or isinstance(expected, float), key
+
+
+def test_resnet110_recipe_changes_only_model_and_warmup():
+    raw = yaml.safe_load((RECIPE_DIR / "cifar10_resnet110.yaml").read_text())
+    assert raw["base"] == "cifar10_resnet"
+    assert {k: set(v) for k, v in raw.items() if isinstance(v, dict)} == {
+        "model": {"name"}, "sched": {"warmup_lr", "warmup_until_error"}}
+
+
+def test_original_recipes_resolve_to_the_papers_steps():
+    from rsb.resolve import assumed_train_images, resolve
+    cifar = load_recipe("cifar10_resnet")
+    d = resolve(cifar, 1, assumed_train_images(cifar, sample=False))  # 45k images at 128
+    assert (d.train_images, d.steps_per_epoch, d.total_steps, d.epochs, d.lr) == (45000, 351, 64000, 183, 0.1)
+    assert d.steps_in_epoch(182) == 64000 - 182 * 351 and d.steps_in_epoch(0) == 351
+    tv = load_recipe("torchvision")
+    d = resolve(tv, 8, assumed_train_images(tv, sample=False))  # 8 x 32 = 256: the recipe's lr as is
+    assert (d.global_batch, d.lr, d.epochs) == (256, 0.1, 90)

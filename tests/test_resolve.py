@@ -162,7 +162,7 @@ def test_invalid_batch_rule():
 
 
 @pytest.mark.parametrize("override,word", [
-    ("optim.name=sgd", "optim.name"),
+    ("optim.name=rmsprop", "optim.name"),
     ("loss.name=mse", "loss.name"),
     ("train.amp_dtype=float8", "amp_dtype"),
     ("sched.epochs=0", "sched.epochs"),

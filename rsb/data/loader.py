@@ -33,9 +33,10 @@ class TrainLoader:
     of workers) sees exactly the data and augmentations of an uninterrupted one."""
 
     def __init__(self, cfg: Config, index, rank: int, world: int, workers: int,
-                 pin_memory: bool, accum_steps: int = 1):
+                 pin_memory: bool, accum_steps: int = 1, dataset=None):
+        """`dataset`: a ready map-style dataset instead of `index` (the CIFAR arrays, rsb.data.cifar)."""
         self.seed, self.rank = cfg.train.seed, rank
-        dataset = train_dataset(cfg, index)
+        dataset = dataset if dataset is not None else train_dataset(cfg, index)
         # One lane per (process, micro-step): copies of an image in different micro-batches (rsb.data.sampler).
         self.sampler = RepeatedAugSampler(len(dataset), world, rank, cfg.aug.repeated_aug, cfg.train.seed,
                                           batch_size=cfg.train.batch_per_device, accum_steps=accum_steps)

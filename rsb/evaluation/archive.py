@@ -7,7 +7,6 @@ sibling folder that is renamed into place, so an interrupted or concurrent extra
 """
 from __future__ import annotations
 
-import hashlib
 import tarfile
 from pathlib import Path
 
@@ -33,11 +32,7 @@ def is_archive(path: Path) -> bool:
 
 
 def sha256_of(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+    return runfolder.file_digest(path, "sha256")
 
 
 def variant_of(path: Path) -> tuple[str, str]:

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from rsb import distributed
-from rsb import model as model_prep
+from rsb import models as model_prep
 from rsb.data.batch import DeviceBatch
 from rsb.data.loader import eval_loader
 from rsb.engine import score_batches
@@ -54,7 +54,7 @@ class EvalProgress:
 
 
 def prepare_model(model: torch.nn.Module, device: torch.device, channels_last: bool) -> torch.nn.Module:
-    """As training prepares it (rsb.model.prepare_model), in eval mode."""
+    """As training prepares it (rsb.models.prepare_model), in eval mode."""
     return model_prep.prepare_model(model, device, channels_last).eval()
 
 

@@ -171,10 +171,16 @@ def resolve_cluster(cluster: str) -> str:
 
 def _check_paths(data, imagenet_v2, val_labels=None) -> None:
     """What the seeds will read, checked once here rather than failing in every job: the layout is detected
-    (rsb.data.layout) as train.py will, without building the indexes."""
+    (rsb.data.layout) as train.py will, without building the indexes; CIFAR-10 (its archive or extracted
+    folder) is read by rsb.data.cifar."""
     if data is not None:
-        from rsb.data.layout import check_layout
-        check_layout(data, val_labels)
+        from rsb.data.cifar import looks_like_cifar
+        if not Path(data).exists():
+            raise UserError(f"data path {data} does not exist; give the ImageNet folder holding train/ and val/ "
+                            f"(or, for CIFAR-10, cifar-10-python.tar.gz or its extracted folder).")
+        if Path(data).is_dir() and not looks_like_cifar(data):
+            from rsb.data.layout import check_layout
+            check_layout(data, val_labels)
     if imagenet_v2 is not None and not Path(imagenet_v2).exists():
         raise UserError(f"ImageNet-V2 path {imagenet_v2} does not exist.")
 

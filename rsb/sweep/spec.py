@@ -87,7 +87,7 @@ class SweepSpec:
     overrides: list[str]
     data: str | None                 # None: the built-in sample data at sample scale
     imagenet_v2: str | None
-    epochs: int                      # sched.epochs after overrides: a seed is finished at this epoch
+    epochs: int                      # the run's epochs after overrides: a seed is finished at this epoch
     config: dict = field(default_factory=dict)  # the resolved recipe with train.seed removed
     executor: Executor = field(default_factory=Executor)
     val_labels: str | None = None    # ground truth of a flat val/ (--val-labels), else found beside it
@@ -107,13 +107,12 @@ def seed_config(recipe: str, overrides: list[str], sample: bool, seed: int) -> C
     return build_config(recipe, list(overrides) + [f"train.seed={seed}"], sample)
 
 
-def resolve_once(cfg: Config, sample: bool, executor: Executor) -> None:
-    """Resolve as a seed's run will: the sample's train size, or ImageNet-1k's (the data is not read here), on
-    the processes one seed gets (Slurm: nodes x GPUs per node; locally one)."""
-    from rsb.data.sample import NUM_CLASSES, SPLITS
-    from rsb.resolve import IMAGENET_TRAIN_IMAGES, resolve
+def resolve_once(cfg: Config, sample: bool, executor: Executor):
+    """Resolve as a seed's run will: the sample's train size, or the full data set's (the data is not read
+    here), on the processes one seed gets (Slurm: nodes x processes per node; locally one)."""
+    from rsb.resolve import assumed_train_images, resolve
     world = executor.nodes * executor.processes_per_node if executor.cluster == "slurm" else 1
-    resolve(cfg, world, SPLITS["train"] * NUM_CLASSES if sample else IMAGENET_TRAIN_IMAGES)
+    return resolve(cfg, world, assumed_train_images(cfg, sample))
 
 
 def check_overrides(overrides: list[str]) -> None:
@@ -137,11 +136,11 @@ def make_spec(recipe: str, seeds: list[int], overrides: list[str], data: str | P
     check_overrides(overrides)
     recipe = normalize_recipe(recipe)
     cfg = seed_config(recipe, overrides, data is None, seeds[0])
-    resolve_once(cfg, data is None, executor)
+    derived = resolve_once(cfg, data is None, executor)  # epochs: sched.epochs, or what sched.max_steps spans
     return SweepSpec(recipe=recipe, seeds=list(seeds), overrides=list(overrides),
                      data=str(Path(data).resolve()) if data is not None else None,
                      imagenet_v2=str(Path(imagenet_v2).resolve()) if imagenet_v2 is not None else None,
-                     epochs=cfg.sched.epochs, config=definition_config(cfg), executor=executor,
+                     epochs=derived.epochs, config=definition_config(cfg), executor=executor,
                      val_labels=str(Path(val_labels).resolve()) if val_labels is not None else None)
 
 
