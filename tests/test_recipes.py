@@ -208,7 +208,7 @@ def test_every_config_key_is_written_in_every_recipe_file(raw, recipe):
 def test_run_policy_is_its_own_section():
     from rsb.config import RunConfig, TrainConfig, recipe_values, to_dict
     policy = {"log_every", "eval_every", "checkpoint_every_minutes", "checkpoint_every_steps", "keep_checkpoints",
-              "nonfinite", "deterministic", "fast_transform", "max_bad_image_fraction"}
+              "nonfinite", "deterministic", "fast_transform", "max_bad_image_fraction", "wandb_project"}
     assert policy == set(RunConfig.__dataclass_fields__)
     assert not policy & set(TrainConfig.__dataclass_fields__)
     assert "run" not in recipe_values(to_dict(load_recipe("a2")))
