@@ -64,8 +64,7 @@ def train_one_epoch(model, batches, prep, loss_fn, optimizer, schedule, *, devic
     (schedule.waiting_for_error) gets that of the last ERROR_FEEDBACK_EVERY steps, one sync per report."""
     model.train()
     loss_sum = torch.zeros((), device=device)
-    hits = torch.zeros(2, device=device)  # correct, counted: the epoch's; window: since the last error report
-    window = torch.zeros(2, device=device)
+    accuracy = _TrainAccuracy(device)
     first_bad = torch.full((), -1, device=device, dtype=torch.int64)
     micro, seen, skipped, nonfinite, step, lr = 0, 0, 0, 0, first_step, schedule.lr_at(first_step)
     start = time.perf_counter()
@@ -92,11 +91,7 @@ def train_one_epoch(model, batches, prep, loss_fn, optimizer, schedule, *, devic
                 out = model(x)
             loss = loss_fn(out, y)
             finite = torch.isfinite(loss)
-            if y.ndim == 1:
-                batch_hits = torch.stack([(out.detach().argmax(1) == y).sum().float(), torch.tensor(
-                    float(y.numel()), device=device)])
-                hits += batch_hits
-                window += batch_hits
+            accuracy.add(out, y)
             dropped = False
             if skip_nonfinite and not _finite_everywhere(finite, world_size):
                 nonfinite += 1
@@ -119,11 +114,8 @@ def train_one_epoch(model, batches, prep, loss_fn, optimizer, schedule, *, devic
         if is_update:
             if (step - first_step) % NONFINITE_CHECK_EVERY == 0:
                 check_finite()
-            if schedule.waiting_for_error and step % ERROR_FEEDBACK_EVERY == 0 and window[1] > 0:
-                if world_size > 1:
-                    distributed.all_reduce_sum(window)
-                schedule.observe_error(step, 100.0 * (1 - (window[0] / window[1]).item()))
-                window.zero_()
+            if schedule.waiting_for_error and step % ERROR_FEEDBACK_EVERY == 0:
+                accuracy.report_error(schedule, step, world_size)
             if progress is not None:
                 progress.step(step, lambda: (loss_sum / max(1, micro - nonfinite)).item(), lr, seen)
             if after_step(step - first_step):
@@ -131,13 +123,37 @@ def train_one_epoch(model, batches, prep, loss_fn, optimizer, schedule, *, devic
     check_finite()
     seconds = time.perf_counter() - start
     totals = torch.cat([torch.stack([loss_sum.float(), torch.tensor(float(micro - nonfinite), device=device)]),
-                        hits])
+                        accuracy.epoch])
     if world_size > 1:
         distributed.all_reduce_sum(totals)
     mean_loss = (totals[0] / totals[1].clamp(min=1)).item()
     top1 = 100.0 * (totals[2] / totals[3]).item() if totals[3] > 0 else None
     return EpochStats(mean_loss, lr, seen / max(seconds, 1e-9), seconds, step - first_step, skipped, nonfinite,
                       top1)
+
+
+class _TrainAccuracy:
+    """Training top-1 counted on the device for integer labels (Mixup/CutMix targets are not counted): the
+    epoch's (correct, counted), and a window since the last report to a schedule waiting for the training error."""
+
+    def __init__(self, device):
+        self.epoch = torch.zeros(2, device=device)
+        self.window = torch.zeros(2, device=device)
+
+    def add(self, out: torch.Tensor, y: torch.Tensor) -> None:
+        if y.ndim == 1:
+            hits = torch.stack([(out.detach().argmax(1) == y).sum().float(), torch.tensor(float(y.numel()),
+                                                                                          device=y.device)])
+            self.epoch += hits
+            self.window += hits
+
+    def report_error(self, schedule, step: int, world_size: int) -> None:
+        """One sync (and, under DDP, one all-reduce on every process alike) per report."""
+        if world_size > 1:
+            distributed.all_reduce_sum(self.window)
+        if self.window[1] > 0:
+            schedule.observe_error(step, 100.0 * (1 - (self.window[0] / self.window[1]).item()))
+        self.window.zero_()
 
 
 def _update(model, optimizer, scaler, clip_grad: float | None) -> None:

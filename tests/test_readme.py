@@ -28,7 +28,7 @@ def test_readme_has_exactly_the_two_commands_and_ci_runs_the_test_command():
     assert README.count("<!-- sample-command -->") == 1 and README.count("<!-- test-command -->") == 1
     test_cmd, sample_cmd = _command("test-command"), _command("sample-command")
     assert test_cmd.startswith(SETUP) and sample_cmd.startswith(SETUP)
-    assert test_cmd.endswith("python -m pytest -q")
+    assert test_cmd.endswith("python -m pytest -q -n 2 --dist loadfile")
     ci = (REPO / ".ci" / "run").read_text()
     assert "test-command" in ci  # .ci/run extracts and runs the block itself
     extracted = subprocess.run(
