@@ -82,10 +82,12 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def list_recipes() -> str:
     from rsb.config import RECIPE_DIR, available_recipes
+    names = available_recipes()
+    width = max(map(len, names))
     lines = []
-    for name in available_recipes():
+    for name in names:
         first = (RECIPE_DIR / f"{name}.yaml").read_text().splitlines()[0].lstrip("# ")
-        lines.append(f"{name:8s} {first}")
+        lines.append(f"{name:{width}s}  {first}")
     return "\n".join(lines) + f"\n(files in {RECIPE_DIR}; a recipe file of your own may start with `base: a2`)\n"
 
 
