@@ -54,8 +54,8 @@ class Trainer:
         self.precision = precision.for_config(cfg.train, d.device)
         self.derived = resolve(cfg, d.world_size, len(train_idx), self.precision)
         self.parts = build_parts(cfg, self.derived, self.precision, d, train_idx, val_idx, self.env.workers)
-        self.trackers = Trackers(self.out, self.main, cfg.run.wandb_project, to_dict(cfg))
         self._maybe_resume()
+        self.trackers = Trackers(self.out, self.main, cfg.run.wandb_project, to_dict(cfg))  # once the run may go on
         self.parts.wrap(d, cfg.model.compile)
 
     def _maybe_resume(self) -> None:
