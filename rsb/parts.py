@@ -85,6 +85,7 @@ class TrainingParts:
     val_loader: torch.utils.data.DataLoader
     prep_train: DeviceBatch
     prep_eval: DeviceBatch
+    pixel_mean: torch.Tensor | None = None  # CIFAR-10's per-pixel mean image: stored so a checkpoint scores alone
 
     def wrap(self, dist: DistEnv, compile: bool) -> None:
         """DDP and torch.compile, after a resume has loaded the plain model's weights."""
@@ -95,7 +96,7 @@ class TrainingParts:
         return {"model": unwrap(self.model).state_dict(), "optimizer": self.optimizer.state_dict(),
                 "scaler": self.scaler.state_dict() if self.scaler else None,
                 EMA_KEY: self.ema.module.state_dict() if self.ema else None,
-                "schedule": self.schedule.state_dict()}
+                "schedule": self.schedule.state_dict(), "pixel_mean": self.pixel_mean}
 
     def load_state_dict(self, ckpt: dict, source: str) -> None:
         load_state_dict_checked(unwrap(self.model), ckpt["model"], source)
@@ -146,4 +147,4 @@ def build_parts(cfg: Config, derived: Derived, prec: Precision, dist: DistEnv, t
         train_loader=train_loader, val_loader=val_loader,
         prep_train=DeviceBatch(device, cfg.model.channels_last, cfg.aug, cfg.model.num_classes,
                                mean_image=mean_image, flip_on_device=arrays),
-        prep_eval=DeviceBatch(device, cfg.model.channels_last, mean_image=mean_image))
+        prep_eval=DeviceBatch(device, cfg.model.channels_last, mean_image=mean_image), pixel_mean=mean_image)

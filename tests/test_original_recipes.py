@@ -41,6 +41,27 @@ def test_cifar_recipe_runs_by_steps_with_a_short_last_epoch(tmp_path, cache, cap
     assert train.main(args) == 0 and "already finished" in capsys.readouterr().out
 
 
+def test_validate_scores_a_cifar_checkpoint_on_the_test_set_as_training_did(tmp_path, cache, capsys):
+    """The checkpoint carries the run's per-pixel mean image, so validate.py scores it alone, on CIFAR-10's test
+    split (here the sample's 50 test images), and matches what training measured on the same images."""
+    import csv
+
+    import validate
+    out = tmp_path / "run"
+    assert train.main(["--recipe", "cifar10_resnet", "--output", str(out), "--quiet", *CIFAR_TINY,
+                       "data.val_holdout=0", "sched.max_steps=6", "sched.milestones=[3,5]"]) == 0
+    ckpt = torch.load(out / "last.pt", weights_only=True)
+    assert ckpt["pixel_mean"].shape == (3, 32, 32) and 0 < float(ckpt["pixel_mean"].mean()) < 255
+    results = tmp_path / "scores.csv"
+    assert validate.main([str(out / "last.pt"), "--device", "cpu", "--workers", "0",
+                          "--results-file", str(results)]) == 0
+    assert "scoring 50 test images" in capsys.readouterr().out
+    row = next(csv.DictReader(open(results)))
+    trained = read_metrics(out)[-1]
+    assert int(row["val_images"]) == 50
+    assert float(row["val_top1"]) == pytest.approx(float(trained["val_top1"]), abs=1e-3)
+
+
 def test_resnet110_warmup_ends_on_the_training_error_and_is_checkpointed(tmp_path, cache):
     out = tmp_path / "run110"
     # ResNet-110's recipe (its warm-up is the point; a 20-layer net keeps the test short)

@@ -58,6 +58,8 @@ class Scorable:
     amp_dtype: str | None = None          # the run's autocast dtype ("bfloat16", "float16") or None
     channels_last: bool = True
     meta: dict = field(default_factory=dict)  # run, recipe, model, epoch, seed for the table
+    dataset: str = "imagenet"             # the run's data.dataset: which sets it is scored on
+    pixel_mean: torch.Tensor | None = None  # CIFAR-10 runs with data.normalize=pixel_mean: the mean image
 
 
 def expand(specs: list[str]) -> list[Path]:
@@ -126,8 +128,9 @@ def from_checkpoint(path: Path, ema: bool = False) -> Scorable:
     # "epoch" counts completed epochs (a mid-epoch checkpoint also records its step within the next one).
     meta = {"run": path.parent.name, "recipe": config.get("name"), "model": name, "epoch": ckpt.get("epoch"),
             "seed": train.get("seed"), "epoch_step": ckpt.get("epoch_step") or 0}
+    dataset = str((config.get("data") or {}).get("dataset", "imagenet"))
     return Scorable(path, model, num_classes, settings_from_config(config), amp,
-                    bool(mcfg.get("channels_last", True)), meta)
+                    bool(mcfg.get("channels_last", True)), meta, dataset, ckpt.get("pixel_mean"))
 
 
 def load_weights_file(path: Path) -> dict:

@@ -111,3 +111,17 @@ def score_set(model, eval_set, settings, *, device: torch.device, amp_dtype: tor
     if eval_set.real is not None:
         out.update(real_top1=pct(c[4], c[6]), real_top5=pct(c[5], c[6]), real_images=int(c[6]))
     return out
+
+
+def score_cifar(model, split, pixel_mean: torch.Tensor | None, *, device: torch.device, amp_dtype=None,
+                batch_size: int = 128, rank: int = 0, world: int = 1, channels_last: bool = True) -> dict:
+    """Top-1/top-5 (%) on a CIFAR-10 split (rsb.data.cifar.ArraySplit) as training scores it: 32x32 as stored, the
+    run's per-pixel mean image subtracted (or ImageNet's channel mean and std when the run had none)."""
+    from rsb.data.cifar import array_eval_loader
+    loader = array_eval_loader(split, batch_size, rank=rank, world=world)
+    prep = DeviceBatch(device, channels_last, mean_image=pixel_mean)
+    counts = score_batches(model, loader, prep, device=device, amp_dtype=amp_dtype)
+    distributed.all_reduce_sum(counts)
+    c = counts.tolist()
+    return {"top1": 100.0 * c[0] / c[2], "top5": 100.0 * c[1] / c[2], "images": int(c[2]),
+            "batch_size": batch_size}

@@ -73,6 +73,17 @@ def sample_sets(num_classes: int) -> list[EvalSet]:
     return [val_set(root, num_classes), v2_set(root / "v2", num_classes)]
 
 
+def cifar_test_set(data=None, log=print):
+    """CIFAR-10's 10,000 test images (from the archive or folder `data`), or the built-in CIFAR-like sample's."""
+    from rsb.data import cifar
+    if data is None:
+        test = cifar.read_sample(cifar.ensure_cifar_sample())[1]
+    else:
+        test = cifar.read_cifar10(Path(data))[1]
+    log(f"CIFAR-10 checkpoint: scoring {len(test)} test images of {test.where}")
+    return test
+
+
 def requested_sets(num_classes: int, data=None, imagenet_v2=None, real_json=None, v2_per_class: int | None = None,
                    log=print, val_labels=None) -> list[EvalSet]:
     """The sets asked for: val (with ReaL labels if given) from `data`, V2 from `imagenet_v2`; with neither,
