@@ -7,25 +7,20 @@ reported by path and replaced by the next readable one; the caller counts replac
 """
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 from pathlib import Path
 
 import numpy as np
 
-from rsb import runfolder
 from rsb.data.dataset import SourceDataset
+from rsb.data.index_store import PackedStrings, cached_arrays
 from rsb.errors import UserError
 
 ImageFolderDataset = SourceDataset  # the name callers knew when the folder was the only source
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 WNID = re.compile(r"^n\d{8}$")  # an ImageNet WordNet-id class folder such as n01440764
-
-
-def _cache_dir() -> Path:
-    return runfolder.cache_root() / "index"
 
 
 def check_bad_images(skipped: int, seen: int, max_fraction: float) -> None:
@@ -52,49 +47,35 @@ def scan_folder(root: Path) -> tuple[list[str], list[str], list[int]]:
 
 
 class ImageFolderIndex:
-    """The file list of one folder, built once and cached keyed by the folder's path and modification times."""
+    """The file list of one folder, built once and cached keyed by the folder's path and modification times
+    (rsb.data.index_store, as the shard and parquet indexes are)."""
 
     def __init__(self, root: str | Path, use_cache: bool = True):
         self.root = Path(root)
         self._root_str = str(self.root)
         if not self.root.is_dir():
             raise UserError(f"data folder {self.root} does not exist or is not a folder.")
-        key = self._cache_key()
-        cache_file = _cache_dir() / f"{key}.npz"
-        if use_cache and cache_file.exists():
-            with np.load(cache_file, allow_pickle=False) as z:
-                self.classes = [str(c) for c in z["classes"]]
-                self._paths, self._offsets, self.labels = z["paths"], z["offsets"], z["labels"]
-        else:
-            self.classes, files, labels = scan_folder(self.root)
-            encoded = [f.encode() for f in files]
-            self._offsets = np.cumsum([0] + [len(e) for e in encoded]).astype(np.int64)
-            self._paths = np.frombuffer(b"".join(encoded), dtype=np.uint8).copy()
-            self.labels = np.asarray(labels, dtype=np.int64)
-            if use_cache and len(files):
-                self._save(cache_file)
+        arrays = cached_arrays("folder", self._stamps(), self._scan, use_cache)
+        self.classes = [str(c) for c in arrays["classes"]]
+        self._files, self.labels = PackedStrings.from_arrays(arrays, "files"), arrays["labels"]
         if not self.classes:
             raise UserError(f"data folder {self.root} has no class folders; expected <root>/<class>/<images>.")
         if len(self.labels) == 0:
             raise UserError(f"data folder {self.root} has class folders but no images "
                             f"(looked for {', '.join(IMAGE_EXTENSIONS)}).")
 
-    def _cache_key(self) -> str:
+    def _stamps(self) -> list[str]:
         # The folder's own mtime changes when a class folder is added; class mtimes when files are.
         stamps = [str(self.root.resolve()), str(self.root.stat().st_mtime_ns)]
         for e in sorted(os.scandir(self.root), key=lambda e: e.name):
             if e.is_dir():
                 stamps.append(f"{e.name}:{e.stat().st_mtime_ns}")
-        return hashlib.sha256("\n".join(stamps).encode()).hexdigest()[:24]
+        return stamps
 
-    def _save(self, cache_file: Path) -> None:
-        try:
-            cache_file.parent.mkdir(parents=True, exist_ok=True)
-            with runfolder.atomic_path(cache_file) as tmp, open(tmp, "wb") as f:  # a file: savez adds no suffix
-                np.savez(f, classes=np.array(self.classes), paths=self._paths, offsets=self._offsets,
-                         labels=self.labels)
-        except OSError:
-            pass  # a read-only cache only costs a rescan next time
+    def _scan(self) -> dict[str, np.ndarray]:
+        classes, files, labels = scan_folder(self.root)
+        return {"classes": np.array(classes, dtype=str), **PackedStrings.pack(files).arrays("files"),
+                "labels": np.asarray(labels, dtype=np.int64)}
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -108,7 +89,7 @@ class ImageFolderIndex:
         return os.path.join(self._root_str, self._rel(i))
 
     def _rel(self, i: int) -> str:
-        return bytes(self._paths[self._offsets[i]:self._offsets[i + 1]]).decode()
+        return self._files[i]
 
     # The source interface of rsb.data.dataset: the folder's item is its file.
     def read(self, i: int) -> bytes:
