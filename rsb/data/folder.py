@@ -32,9 +32,14 @@ def check_bad_images(skipped: int, seen: int, max_fraction: float) -> None:
                         f"fix or remove them.")
 
 
+def class_folders(root: Path) -> list[str]:
+    """The sorted class folder names of an ImageNet-layout folder (the labels' order), without reading images."""
+    return sorted(e.name for e in os.scandir(root) if e.is_dir() and not e.name.startswith("."))
+
+
 def scan_folder(root: Path) -> tuple[list[str], list[str], list[int]]:
     """Classes (sorted folder names), relative file paths and labels of an ImageNet-layout folder."""
-    classes = sorted(e.name for e in os.scandir(root) if e.is_dir() and not e.name.startswith("."))
+    classes = class_folders(root)
     files, labels = [], []
     for label, name in enumerate(classes):
         for dirpath, _, names in os.walk(root / name):

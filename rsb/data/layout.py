@@ -13,7 +13,7 @@ import re
 from pathlib import Path
 
 from rsb.data import flat_val
-from rsb.data.folder import IMAGE_EXTENSIONS, WNID, ImageFolderIndex
+from rsb.data.folder import IMAGE_EXTENSIONS, WNID, ImageFolderIndex, class_folders
 from rsb.errors import UserError
 
 LAYOUTS = ("train/<wnid>/*.JPEG with val/<wnid>/*.JPEG or a flat val/ and its ground-truth file (--val-labels), "
@@ -38,11 +38,6 @@ def _files_with(root: Path, suffix: str) -> list[Path]:
 def split_files(root: Path, files: list[Path], split: str) -> list[Path]:
     word = SPLIT_WORDS[split]
     return [f for f in files if word.search(str(f.relative_to(root)).lower())]
-
-
-def class_names(train_dir: Path) -> list[str]:
-    """The sorted class folder names of train/ (the labels' order), without reading the images."""
-    return sorted(e.name for e in os.scandir(train_dir) if e.is_dir() and not e.name.startswith("."))
 
 
 def _is_flat(folder: Path) -> bool:
@@ -156,4 +151,4 @@ def open_val(root, val_labels=None):
         return ImageFolderIndex(folder)
     labels = _labels_file(parent, val_labels)
     train = parent / "train"
-    return flat_val.FlatValIndex(folder, labels, class_names(train) if train.is_dir() else None)
+    return flat_val.FlatValIndex(folder, labels, class_folders(train) if train.is_dir() else None)
