@@ -13,7 +13,10 @@ import hashlib
 import json
 import os
 import shutil
+import tarfile
 from pathlib import Path
+
+from rsb.errors import UserError
 
 # A training run's folder (rsb.trainer writes them; the sweep, validate.py and the tests read them).
 RESOLVED, METRICS, SUMMARY, CURVES = "resolved.yaml", "metrics.csv", "summary.json", "curves.png"
@@ -98,6 +101,26 @@ def file_digest(path: str | Path, algorithm: str) -> str:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             h.update(chunk)
     return h.hexdigest()
+
+
+EXTRACTED = ".extracted"  # written last inside a finished extraction
+
+
+def extract_once(archive: str | Path, folder: str | Path) -> Path:
+    """`archive` (a tar file the caller has verified) extracted whole into `folder`, once: later calls, and a
+    process that finished first, reuse it. A damaged archive or a failed write is one sentence."""
+    folder = Path(folder)
+    done = lambda f: (f / EXTRACTED).is_file()  # noqa: E731
+    if done(folder):
+        return folder
+    try:
+        with atomic_folder(folder, complete=done) as tmp, tarfile.open(archive) as tar:
+            tar.extractall(tmp, filter="data")  # "data": no absolute paths, links out or device files
+            (tmp / EXTRACTED).write_text(f"{Path(archive).name}\n")
+    except (tarfile.TarError, OSError) as e:
+        raise UserError(f"archive {archive} could not be extracted into {folder.parent} ({type(e).__name__}: "
+                        f"{e}).") from None
+    return folder
 
 
 def write_text(path: str | Path, text: str) -> None:

@@ -76,13 +76,7 @@ def extract_archive(path: Path) -> Path:
     if digest != ARCHIVE_MD5:
         raise UserError(f"{path} is not the CIFAR-10 archive (MD5 {digest}, expected {ARCHIVE_MD5}); download "
                         f"cifar-10-python.tar.gz again from https://www.cs.toronto.edu/~kriz/cifar.html.")
-    root = runfolder.cache_root() / "cifar10" / ARCHIVE_MD5
-    done = lambda folder: (folder / "COMPLETE").exists()  # noqa: E731
-    if not done(root):
-        with runfolder.atomic_folder(root, complete=done) as tmp, tarfile.open(path) as tar:
-            tar.extractall(tmp, filter="data")  # the "data" filter: no links or paths outside the folder
-            (tmp / "COMPLETE").write_text(str(path))
-    return root
+    return runfolder.extract_once(path, runfolder.cache_root() / "cifar10" / ARCHIVE_MD5)
 
 
 def torchvision_root(path: Path) -> Path:

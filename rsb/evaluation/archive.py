@@ -7,7 +7,6 @@ sibling folder that is renamed into place, so an interrupted or concurrent extra
 """
 from __future__ import annotations
 
-import tarfile
 from pathlib import Path
 
 from rsb import runfolder
@@ -20,7 +19,6 @@ KNOWN_ARCHIVES = {
     "85e4ace30f3f0d660152062254b8759dda66267b27f7ec0fd8d5768f1073a04b": "top-images",
 }
 ARCHIVE_SUFFIXES = (".tar.gz", ".tgz", ".tar")
-DONE = ".extracted"  # written last inside a finished extraction
 
 
 def cache_root() -> Path:
@@ -49,15 +47,4 @@ def extract_cached(path: str | Path) -> tuple[Path, str]:
     """(folder, variant): where a verified archive is extracted, extracting it first if the cache lacks it."""
     path = Path(path)
     variant, digest = variant_of(path)
-    final = cache_root() / f"{variant}-{digest[:16]}"
-    if (final / DONE).is_file():
-        return final, variant
-    try:
-        with runfolder.atomic_folder(final, complete=lambda f: (f / DONE).is_file()) as tmp:
-            with tarfile.open(path) as tar:
-                tar.extractall(tmp, filter="data")  # "data": no absolute paths, links out or device files
-            (tmp / DONE).write_text(f"{path.name} {digest}\n")
-    except (tarfile.TarError, OSError) as e:
-        raise UserError(f"archive {path} could not be extracted into {final.parent} ({type(e).__name__}: {e}).") \
-            from None
-    return final, variant
+    return runfolder.extract_once(path, cache_root() / f"{variant}-{digest[:16]}"), variant
