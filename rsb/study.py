@@ -108,7 +108,9 @@ def mean_curve(curves: list[dict]) -> dict[str, list[float]]:
 
 def param_count(model: str) -> float:
     import timm
-    return round(sum(p.numel() for p in timm.create_model(model).parameters()) / 1e6, 2)
+
+    from rsb.models import param_count_millions
+    return param_count_millions(timm.create_model(model))
 
 
 def table_rows(runs: dict) -> list[dict]:

@@ -17,7 +17,7 @@ from rsb.engine import evaluate
 from rsb.errors import UserError
 from rsb.evaluation import checkpoints, scoring, sets, table
 from rsb.evaluation.checkpoints import EvalSettings
-from rsb.evaluation.run import param_count_millions
+from rsb.models import param_count_millions
 from test_imagenet_v2 import GrayDecoder, _jpeg, _real_val, v2_tree
 
 CLASSES = 10

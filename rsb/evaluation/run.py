@@ -13,13 +13,9 @@ import torch
 from rsb import distributed, precision
 from rsb.errors import UserError
 from rsb.evaluation import checkpoints, scoring, sets, table
+from rsb.models import param_count_millions
 
 DEFAULT_RESULTS = Path("validation") / table.CSV_NAME
-
-
-def param_count_millions(model: torch.nn.Module) -> float:
-    """Parameters in millions, rounded to 2 decimals, as timm's results files give param_count."""
-    return round(sum(p.numel() for p in model.parameters()) / 1e6, 2)
 
 
 def check_values(*, img_size=None, crop_pct=None, batch_size=None, v2_per_class=None, mean=None, std=None,

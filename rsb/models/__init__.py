@@ -8,6 +8,11 @@ from rsb.config import ModelConfig
 from rsb.errors import UserError
 
 
+def param_count_millions(model: torch.nn.Module) -> float:
+    """Parameters in millions, rounded to 2 decimals, as timm's results files give param_count."""
+    return round(sum(p.numel() for p in model.parameters()) / 1e6, 2)
+
+
 def create_model(cfg: ModelConfig) -> torch.nn.Module:
     try:
         return timm.create_model(cfg.name, pretrained=False, num_classes=cfg.num_classes,
