@@ -65,9 +65,8 @@ def submit(spec: SweepSpec, out: Path, seeds: list[int], extra: dict | None = No
     fns = [SeedJob.from_spec(spec, out, seed) for seed in seeds]
     try:
         submitted = executor.submit_array(fns)
-    except Exception as e:  # sbatch refused (bad partition, limits): its message is the useful part
-        msg = " ".join(str(e).split())[:500]
-        raise UserError(f"sbatch refused the sweep's array job: {msg}") from None
+    except Exception as e:
+        raise _refused(e, "the sweep's array job") from None
     return {seed: job.job_id for seed, job in zip(seeds, submitted)}
 
 
@@ -77,8 +76,12 @@ def submit_job(out: Path, ex: Executor, name: str, fn, extra: dict | None = None
     try:
         return executor.submit(fn)
     except Exception as e:
-        msg = " ".join(str(e).split())[:500]
-        raise UserError(f"sbatch refused the {name} job: {msg}") from None
+        raise _refused(e, f"the {name} job") from None
+
+
+def _refused(error: Exception, what: str) -> UserError:
+    """sbatch refused a submission (bad partition, limits): its message, on one line, is the useful part."""
+    return UserError(f"sbatch refused {what}: {' '.join(str(error).split())[:500]}")
 
 
 def _job_error(error: Exception) -> str:
