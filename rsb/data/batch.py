@@ -55,7 +55,7 @@ class DeviceBatch:
 def pad_crop_flip(x: torch.Tensor, pad: int, hflip: float) -> torch.Tensor:
     """Per image: zero-pad `pad` px on each side, crop back to the input size at a random offset, flip with
     probability `hflip` (the 2015 paper's CIFAR augmentation), for the whole batch at once on its device. Draws
-    come from torch's generator on that device (seeded per epoch and checkpointed, as Mixup's)."""
+    come from torch's generator on that device, seeded per micro-batch by the training loop as Mixup's are."""
     b, _, h, w = x.shape
     if pad:
         x = torch.nn.functional.pad(x, (pad, pad, pad, pad))
