@@ -8,9 +8,15 @@ rsb takes the pure-Python path, slower, with the same results.
   each, the only ops where C clearly paid; every other op has one implementation, in rsb/data/tensor_ops.py
   (torch) or Pillow (Rotate). Fallback for these three: the torch code in rsb/data/tensor_ops.py.
 """
-from setuptools import Extension, setup
+from setuptools import Extension, find_packages, setup
 
-setup(ext_modules=[
-    Extension("rsb.data._jpeg_region", ["rsb/data/_jpeg_region.c"], libraries=["jpeg"], optional=True),
-    Extension("rsb.data._augment", ["rsb/data/_augment.c"], extra_compile_args=["-O3"], optional=True),
-])
+setup(
+    # The recipes live at the top of the checkout (recipes/), where users read and copy them; they install with
+    # the wheel as the data-only package rsb.recipes, so `--recipe a2` works from any folder.
+    packages=find_packages(include=["rsb", "rsb.*"]) + ["rsb.recipes"],
+    package_dir={"rsb.recipes": "recipes"},
+    ext_modules=[
+        Extension("rsb.data._jpeg_region", ["rsb/data/_jpeg_region.c"], libraries=["jpeg"], optional=True),
+        Extension("rsb.data._augment", ["rsb/data/_augment.c"], extra_compile_args=["-O3"], optional=True),
+    ],
+)

@@ -19,8 +19,8 @@ with its one-line error, and the others still run; the whole run stops starting 
              generator) into a temporary folder in the ImageNet layout (train/<wnid>/, val/<wnid>/; hard links
              multiply 512 files into the epoch lengths needed). No network.
   synthetic  ResNet-50 training throughput on synthetic uint8 batches (pinned host memory), A2 at 224 and A3 at
-             160, batch 256, bf16 autocast, channels_last: rsb's loop (rsb.engine.train_one_epoch + DeviceBatch +
-             ThresholdedBCE + Lamb via rsb.optim + WarmupCosine) against the loop of timm's parts, both from
+             160, batch 256, bf16 autocast, channels_last: rsb's loop (rsb.training.engine.train_one_epoch + DeviceBatch +
+             ThresholdedBCE + Lamb via rsb.training.optim + WarmupCosine) against the loop of timm's parts, both from
              benchmarks/train_step.py moved to the GPU. Warm-up steps excluded; rounds alternate the two; every
              timing is between torch.cuda.synchronize() calls; cudnn.benchmark on (as rsb sets it on CUDA).
   loader     the same training step fed from the JPEGs: rsb.data.loader.TrainLoader (A2: repeated augmentation 3)
@@ -37,7 +37,7 @@ with its one-line error, and the others still run; the whole run stops starting 
              against timm's eval pipeline (create_loader with its prefetcher, channels_last, the accuracy read
              every batch as timm's validate.py does); each figure from the call to the last result, loader start-
              up included, as validate.py scores a set.
-  compiled   the synthetic row again with model.compile=true (torch.compile(model), as rsb.trainer does; one
+  compiled   the synthetic row again with model.compile=true (torch.compile(model), as rsb.training.trainer does; one
              compiled model serves both loops, compiled once per resolution; compile time reported).
 
 --cpu-dry-run runs the same code at tiny sizes on the CPU (resnet10t at 48 / 32 px, batch 8, a few steps, 16 small
@@ -205,7 +205,7 @@ class Ctx:
         self.running: str | None = None         # the row in progress
         self.synthetic: dict[str, float] = {}   # rsb images/s of the synthetic rows, for the loader rows
         if self.cuda:
-            torch.backends.cudnn.benchmark = True  # as rsb.trainer and validate.py set it on CUDA
+            torch.backends.cudnn.benchmark = True  # as rsb.training.trainer and validate.py set it on CUDA
 
     def row(self, key: str, fn) -> None:
         """Run one row; an exception becomes the row's one-line failure, and the part goes on."""
@@ -404,7 +404,7 @@ def train_pair(ctx: Ctx, size: int, compiled: bool) -> dict:
     model = base
     if compiled:
         torch._dynamo.reset()  # one resolution per compile, as one run has
-        model = torch.compile(base, backend=s.backend)  # rsb.trainer: torch.compile(self.model)
+        model = torch.compile(base, backend=s.backend)  # rsb.training.trainer: torch.compile(self.model)
     amp = amp_dtype(ctx)
     total = 10 ** 6
     ours, ref = Ours(model, total, amp, ctx.device), Reference(model, total, amp, ctx.device)
@@ -633,9 +633,9 @@ def timm_eval(ctx: Ctx, model, root: Path, size: int, batch: int, workers: int, 
 def val_pair(ctx: Ctx, model, use_amp: bool) -> dict:
     import torch
 
-    from rsb import precision
+    from rsb.runtime import precision
     from rsb.data.folder import ImageFolderIndex
-    from rsb.distributed import default_workers
+    from rsb.runtime.distributed import default_workers
     from rsb.evaluation import scoring
     from rsb.evaluation.checkpoints import EvalSettings
     from rsb.evaluation.sets import EvalSet

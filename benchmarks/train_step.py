@@ -6,9 +6,9 @@ timm's own parts, same model, batch, precision and memory format, alternating re
   python benchmarks/train_step.py --quick     # 4 rounds of 3 steps (under a minute on 2 cores)
   python benchmarks/train_step.py --amp       # both under bf16 autocast (default: both float32)
 
-rsb:  rsb.engine.train_one_epoch with rsb.data.batch.DeviceBatch (uint8 -> float, normalise, channels_last,
-      timm Mixup/CutMix in batch mode), rsb.loss.ThresholdedBCE(0.2), rsb.optim.create_optimizer (timm Lamb,
-      max_grad_norm 1.0, no decay on 1-d params) and rsb.optim.WarmupCosine, exactly as rsb.trainer wires them.
+rsb:  rsb.training.engine.train_one_epoch with rsb.data.batch.DeviceBatch (uint8 -> float, normalise, channels_last,
+      timm Mixup/CutMix in batch mode), rsb.training.loss.ThresholdedBCE(0.2), rsb.training.optim.create_optimizer (timm Lamb,
+      max_grad_norm 1.0, no decay on 1-d params) and rsb.training.optim.WarmupCosine, exactly as rsb.training.trainer wires them.
 timm: the loop of timm's train.py reduced to its parts: the prefetcher's normalisation (float, sub mean, div
       std), timm Mixup (same alphas), channels_last, model, timm BinaryCrossEntropy(target_threshold=0.2,
       smoothing=0), backward, timm Lamb from create_optimizer_v2 (same weight-decay grouping and clipping),
@@ -52,10 +52,10 @@ class Ours:
     def __init__(self, model, total_steps: int, amp, device=torch.device("cpu")):
         from rsb.config import AugConfig, OptimConfig, SchedConfig
         from rsb.data.batch import DeviceBatch
-        from rsb.loss import ThresholdedBCE
-        from rsb.optim import WarmupCosine, create_optimizer
+        from rsb.training.loss import ThresholdedBCE
+        from rsb.training.optim import WarmupCosine, create_optimizer
         self.model, self.amp, self.step = model, amp, 0
-        self.device = device  # as rsb.trainer wires it: DeviceBatch on the device, channels_last
+        self.device = device  # as rsb.training.trainer wires it: DeviceBatch on the device, channels_last
         aug = AugConfig(mixup_alpha=MIXUP, cutmix_alpha=CUTMIX)
         self.prep = DeviceBatch(self.device, True, aug, NUM_CLASSES)
         self.loss = ThresholdedBCE(NUM_CLASSES, 0.2)
@@ -63,11 +63,11 @@ class Ours:
         self.sched = WarmupCosine(SchedConfig(), LR, total_steps, max(1, total_steps // 10))
 
     def run(self, batches, steps=None) -> float:
-        from rsb.engine import train_one_epoch
+        from rsb.training.engine import train_one_epoch
         stats = train_one_epoch(self.model, iter(batches), self.prep, self.loss, self.opt, self.sched,
                                 device=self.device, first_step=self.step,
                                 steps=steps if steps is not None else len(batches), amp_dtype=self.amp,
-                                clip_grad=None)  # Lamb clips itself, as rsb.trainer sets it
+                                clip_grad=None)  # Lamb clips itself, as rsb.training.trainer sets it
         self.step += stats.steps
         return stats.loss
 

@@ -6,6 +6,6 @@ try:
 except metadata.PackageNotFoundError:  # a checkout on sys.path, not installed
     __version__ = "0+unknown"
 
-from rsb import timm_hook as _timm_hook
+from rsb.models import timm_hook as _timm_hook
 
 _timm_hook.install()  # the CIFAR nets join timm's registry when timm is imported (rsb.models.cifar)

@@ -2,7 +2,7 @@
 
 A recipe is a complete YAML file whose sections match the dataclasses below. Every key must exist in the
 dataclass (an unknown key is an error naming the closest valid one) and every value must have the field's type.
-Derived values (accumulation, effective learning rate, steps per epoch) are computed in rsb.resolve, never here.
+Derived values (accumulation, effective learning rate, steps per epoch) are computed in rsb.training.plan, never here.
 """
 from __future__ import annotations
 
@@ -17,7 +17,16 @@ import yaml
 
 from rsb.errors import UserError
 
-RECIPE_DIR = Path(__file__).resolve().parent / "recipes"  # package data: installed with rsb
+def _recipe_dir() -> Path:
+    """recipes/ of the checkout, installed as the data-only package rsb.recipes (setup.cfg's package_dir)."""
+    import importlib.util
+    spec = importlib.util.find_spec("rsb.recipes")
+    if spec is not None and spec.submodule_search_locations:
+        return Path(list(spec.submodule_search_locations)[0])
+    return Path(__file__).resolve().parent.parent / "recipes"  # a checkout on sys.path, not installed
+
+
+RECIPE_DIR = _recipe_dir()
 SAMPLE_SCALE_FILE = RECIPE_DIR / "sample_scale.yaml"
 SAMPLE_SCALE_FILES = {"imagenet": SAMPLE_SCALE_FILE, "cifar10": RECIPE_DIR / "sample_scale_cifar10.yaml"}
 
@@ -65,7 +74,7 @@ class LossConfig:
     name: str = "bce"                 # "bce" (binary cross-entropy) or "soft_ce"
     target_threshold: Optional[float] = 0.2  # BCE: mixed targets above this become 1, others 0; null = off
     label_smoothing: float = 0.0
-    smoothing_after_threshold: bool = False  # false: timm's order, as the released weights (rsb/recipes/a1.yaml)
+    smoothing_after_threshold: bool = False  # false: timm's order, as the released weights (recipes/a1.yaml)
 
 
 @dataclass
@@ -73,7 +82,7 @@ class OptimConfig:
     name: str = "lamb"                # "lamb" (timm), "adamw" or "sgd" (torch)
     lr: float = 5e-3                  # peak learning rate at reference_batch
     reference_batch: int = 2048       # the global batch the recipe's lr is defined at (repeats included)
-    batch_rule: str = "accumulate"    # accumulate | linear | sqrt | none (see rsb.resolve)
+    batch_rule: str = "accumulate"    # accumulate | linear | sqrt | none (see rsb.training.plan)
     weight_decay: float = 0.02        # not applied to biases and normalisation layers
     betas: list = field(default_factory=lambda: [0.9, 0.999])
     eps: float = 1e-6
@@ -85,7 +94,7 @@ class OptimConfig:
 @dataclass
 class SchedConfig:
     name: str = "cosine"              # cosine: per-step linear warmup, then cosine decay to min_lr at the last
-                                      # step; step: lr divided by 1/gamma at each milestone (rsb.optim)
+                                      # step; step: lr divided by 1/gamma at each milestone (rsb.training.optim)
     epochs: int = 300                 # run length; 0 when max_steps gives it
     max_steps: int = 0                # run length in optimizer steps (its last epoch cut short); 0 = epochs
     warmup_epochs: float = 5.0        # cosine: linear warmup from warmup_lr; step: warmup_lr held constant
@@ -339,7 +348,7 @@ def changed_recipe_values(old: dict, cfg: "Config") -> list[str]:
 
 
 def sample_scale(dataset: str = "imagenet") -> dict:
-    """The sample-scale overlay of the data set's built-in sample (rsb/recipes/sample_scale.yaml, or
+    """The sample-scale overlay of the data set's built-in sample (recipes/sample_scale.yaml, or
     sample_scale_cifar10.yaml): {section: {key: value}}, applied over any recipe when no data is given."""
     return yaml.safe_load(SAMPLE_SCALE_FILES[dataset].read_text())
 

@@ -20,7 +20,7 @@ from pathlib import Path
 from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 from timm.models import push_to_hf_hub, save_for_hf
 
-from rsb import runfolder
+from rsb.run import folder as run_folder
 from rsb.errors import UserError, exit_status
 from rsb.evaluation.checkpoints import Scorable, from_checkpoint
 
@@ -31,7 +31,7 @@ def parse_args(argv=None):
     p.add_argument("out_dir", type=Path, metavar="OUT_DIR", help="folder to write (must not exist, or be empty)")
     p.add_argument("--ema", action="store_true", help="export the EMA weights (runs with train.ema=true)")
     p.add_argument("--checkpoint", metavar="NAME",
-                   help=f"checkpoint file in RUN_DIR (default {runfolder.BEST} if present, else {runfolder.LAST})")
+                   help=f"checkpoint file in RUN_DIR (default {run_folder.BEST} if present, else {run_folder.LAST})")
     p.add_argument("--push-to-hub", metavar="REPO", help="also upload to this Hugging Face Hub repository "
                                                          "(created if missing; needs a token with write access)")
     return p.parse_args(argv)
@@ -41,7 +41,7 @@ def checkpoint_in(run_dir: Path, name: str | None = None) -> Path:
     """The checkpoint to export: `name` in the run folder, else best.pt, else last.pt."""
     if not run_dir.is_dir():
         raise UserError(f"run folder {run_dir} does not exist.")
-    names = [name] if name else [runfolder.BEST, runfolder.LAST]
+    names = [name] if name else [run_folder.BEST, run_folder.LAST]
     for candidate in names:
         if (run_dir / candidate).is_file():
             return run_dir / candidate
@@ -79,7 +79,7 @@ def export(run_dir: Path, out_dir: Path, ema: bool = False, checkpoint_name: str
     item = from_checkpoint(path, ema=ema)
     data_config, model_config = hub_configs(item, ema)
     try:
-        with runfolder.atomic_folder(out_dir) as tmp:  # out_dir is missing or empty (checked above)
+        with run_folder.atomic_folder(out_dir) as tmp:  # out_dir is missing or empty (checked above)
             save_for_hf(item.model, tmp, model_config=model_config, data_config=data_config,
                         safe_serialization=True)
             for f in tmp.iterdir():  # safetensors writes owner-only files; an export is for sharing

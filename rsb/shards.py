@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from rsb import runfolder
+from rsb.run import folder as run_folder
 from rsb.errors import UserError
 
 SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]?i?B?)\s*$", re.IGNORECASE)
@@ -99,7 +99,7 @@ def write_split(source, order, out: Path, stem: str, shard_size: int, log=print)
                 finish()
             names.append(f"{stem}-{len(names):04d}.tar")
             lengths.append(0)
-            tmp = runfolder.temporary_for(out / names[-1])
+            tmp = run_folder.temporary_for(out / names[-1])
             tf, written = tarfile.open(tmp, "w", format=tarfile.PAX_FORMAT), 0
         _member(tf, image_member, data)
         _member(tf, f"{key}.cls", cls)
@@ -127,7 +127,7 @@ def write_shards(folder, out, shard_size: int = 10**9, val_labels=None, prefix: 
         files, lengths = write_split(source, order, out, f"{prefix}-{name}", shard_size, log)
         info["splits"][name] = {"name": name, "num_samples": int(sum(lengths)), "filenames": files,
                                 "shard_lengths": lengths}
-    runfolder.write_json(out / "_info.json", info)
+    run_folder.write_json(out / "_info.json", info)
     return info
 
 

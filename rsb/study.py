@@ -77,7 +77,7 @@ def run_degradation(out: Path, data, seeds: list[int], executor, overrides: list
 
 def collect(out: Path, models, seeds) -> dict[str, dict[int, dict | None]]:
     """{model: {seed: {"rows": metrics.csv rows, "summary": summary.json} or None while unfinished}}."""
-    from rsb.runfolder import read_metrics
+    from rsb.run.folder import read_metrics
     from rsb.sweep import spec as sweepspec, state
     runs: dict[str, dict[int, dict | None]] = {}
     for model in models:
@@ -109,7 +109,7 @@ def mean_curve(curves: list[dict]) -> dict[str, list[float]]:
 def param_count(model: str) -> float:
     import timm
 
-    from rsb.models import param_count_millions
+    from rsb.models.factory import param_count_millions
     return param_count_millions(timm.create_model(model))
 
 
@@ -141,15 +141,15 @@ def format_table(rows: list[dict]) -> str:
 
 
 def write_report(out: Path, runs: dict, sample: bool) -> dict:
-    from rsb import runfolder
-    from rsb.plots import degradation_figure
+    from rsb.run import folder as run_folder
+    from rsb.run.plots import degradation_figure
     curves = {model: mean_curve([curve(r["rows"]) for r in per_seed.values()]) for model, per_seed in runs.items()}
     where = "built-in CIFAR-like sample" if sample else "CIFAR-10"
     figure = degradation_figure(curves, out / "figure6.png", f"Degradation study on {where} (He et al. 2015, Fig. 6)")
     rows = table_rows(runs)
     text = format_table(rows)
-    runfolder.write_text(out / "report.md", f"# Degradation study on {where}\n\n{text}\n\n![Figure 6]({figure.name})\n")
-    runfolder.write_json(out / "report.json", {"data": where, "rows": rows, "curves": curves})
+    run_folder.write_text(out / "report.md", f"# Degradation study on {where}\n\n{text}\n\n![Figure 6]({figure.name})\n")
+    run_folder.write_json(out / "report.json", {"data": where, "rows": rows, "curves": curves})
     return {"figure": figure, "report": out / "report.md", "rows": rows, "table": text}
 
 

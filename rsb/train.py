@@ -15,7 +15,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from rsb.envflags import environment_parser
+from rsb.shared_flags import environment_parser
 from rsb.errors import exit_status
 
 # timm's train.py flags for recipe values, and the override that sets the same thing here. A user who types one
@@ -105,10 +105,10 @@ def run(args: argparse.Namespace) -> int:
     if args.list_recipes:
         print(list_recipes(), end="")
         return 0
-    from rsb import trainer
+    from rsb.training import trainer
     from rsb.config import build_config
-    from rsb.distributed import default_workers
-    from rsb.resolve import print_config
+    from rsb.runtime.distributed import default_workers
+    from rsb.training.plan import print_config
     sample = args.data is None
     policy = [f"run.wandb_project={args.wandb_project}"] if args.wandb_project else []
     cfg = build_config(args.recipe, [*args.overrides, *policy], sample)

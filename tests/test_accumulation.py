@@ -13,10 +13,12 @@ import torch
 import yaml
 
 from _tiny import REPO, tiny_data
-from rsb import checkpoint, distributed, precision
+from rsb.run import checkpoint
+from rsb.runtime import distributed
+from rsb.runtime import precision
 from rsb.config import SchedConfig
-from rsb.engine import train_one_epoch
-from rsb.optim import WarmupCosine
+from rsb.training.engine import train_one_epoch
+from rsb.training.optim import WarmupCosine
 from test_faults import FAULT_OVERRIDES, _args, _env, _interrupt_at_step, _run, _same, _weights
 
 CPU = torch.device("cpu")
@@ -290,7 +292,7 @@ def test_interrupted_run_with_accumulation_ends_bitwise_equal_to_uninterrupted(d
 
 def _in_process_trainer(data, out, extra):
     from rsb.config import build_config
-    from rsb.trainer import RunEnv, Trainer
+    from rsb.training.trainer import RunEnv, Trainer
 
     cfg = build_config("a2", [*FAULT_OVERRIDES, *ACCUM_OVERRIDES, *SHORT, *extra], sample=False)
     trainer = Trainer(cfg, RunEnv(data=data, output=out, workers=0, device="cpu", quiet=True))

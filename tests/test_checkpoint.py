@@ -1,4 +1,4 @@
-"""Checkpoints: atomic save, safe load, RNG state; checked state-dict loading (rsb.checkpoint, rsb.models)."""
+"""Checkpoints: atomic save, safe load, RNG state; checked state-dict loading (rsb.run.checkpoint, rsb.models)."""
 from __future__ import annotations
 
 import os
@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 import torch
 
-from rsb import checkpoint
-from rsb.checkpoint import find_resume, load, rng_state, save_atomic, set_rng_state
+from rsb.run import checkpoint
+from rsb.run.checkpoint import find_resume, load, rng_state, save_atomic, set_rng_state
 from rsb.config import ModelConfig
 from rsb.errors import UserError
-from rsb.models import create_model, load_state_dict_checked, unwrap
+from rsb.models.factory import create_model, load_state_dict_checked, unwrap
 
 
 def sample_ckpt(step=3):
@@ -312,7 +312,7 @@ def test_unwrap_nested():
 
 
 def test_manager_serialises_once_and_links_best_and_epoch_copies(tmp_path, monkeypatch):
-    from rsb.checkpoint import CheckpointManager
+    from rsb.run.checkpoint import CheckpointManager
     calls = {"n": 0}
     real = torch.save
 
@@ -333,7 +333,7 @@ def test_manager_serialises_once_and_links_best_and_epoch_copies(tmp_path, monke
 
 
 def test_manager_mid_epoch_rule_by_steps_and_time(tmp_path, monkeypatch):
-    from rsb.checkpoint import CheckpointManager
+    from rsb.run.checkpoint import CheckpointManager
     m = CheckpointManager(tmp_path, every_steps=5)
     assert [s for s in range(1, 12) if m.due(s)] == [5, 10]
     clock = {"t": 1000.0}

@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from _tiny import REPO, TINY_OVERRIDES, tiny_data
-from rsb import distributed
+from rsb.runtime import distributed
 
 
 def test_two_process_ddp_run_splits_the_samples(tmp_path):

@@ -13,11 +13,11 @@ import torch
 import validate
 from rsb.data.batch import DeviceBatch
 from rsb.data.loader import eval_loader, imagenet_splits
-from rsb.engine import evaluate
+from rsb.training.engine import evaluate
 from rsb.errors import UserError
 from rsb.evaluation import checkpoints, scoring, sets, table
 from rsb.evaluation.checkpoints import EvalSettings
-from rsb.models import param_count_millions
+from rsb.models.factory import param_count_millions
 from test_imagenet_v2 import GrayDecoder, _jpeg, _real_val, v2_tree
 
 CLASSES = 10

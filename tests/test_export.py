@@ -15,9 +15,10 @@ from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD, resolve_data_
 
 import train
 from _tiny import TINY_OVERRIDES, tiny_data
-from rsb import checkpoint, export
+from rsb.run import checkpoint
+from rsb import export
 from rsb.config import ModelConfig, load_recipe, to_dict
-from rsb.models import create_model
+from rsb.models.factory import create_model
 
 
 @pytest.fixture(scope="module")

@@ -17,10 +17,10 @@ import pytest
 import torch
 
 from _tiny import REPO, tiny_data
-from rsb import checkpoint
-from rsb.engine import NonFiniteLoss
+from rsb.run import checkpoint
+from rsb.training.engine import NonFiniteLoss
 from rsb.config import build_config
-from rsb.trainer import RunEnv, Trainer
+from rsb.training.trainer import RunEnv, Trainer
 
 # A small ResNet keeps checkpoints small; every other recipe value is A2's. 12 optimizer steps in all
 # (6 per epoch: 100 images over 3 sampler lanes, 2 batches of 16 each).

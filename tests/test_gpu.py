@@ -41,7 +41,7 @@ def override(key: str, value) -> str:
 def tiny_cuda_trainer(tmp_path, extra: list[str], model: str = "resnet50"):
     """A set-up Trainer of one epoch (6 optimizer steps) on the tiny sample data, on the GPU."""
     from rsb.config import build_config
-    from rsb.trainer import RunEnv, Trainer
+    from rsb.training.trainer import RunEnv, Trainer
     cfg = build_config("a2", [*TINY_OVERRIDES, f"model.name={model}", "sched.epochs=1", "sched.warmup_epochs=0",
                               override("checkpoint_every_minutes", 0), *extra], sample=False)
     trainer = Trainer(cfg, RunEnv(data=tiny_data(tmp_path / "data"), output=tmp_path / "run", workers=0,
@@ -71,7 +71,7 @@ def watch_convs(model) -> dict:
 
 
 def run_and_summarise(trainer) -> dict:
-    from rsb import distributed
+    from rsb.runtime import distributed
     try:
         summary = trainer.run()
     finally:
@@ -99,7 +99,7 @@ def test_bf16_training_on_cuda_autocasts_without_a_scaler(tmp_path):
 
 
 def test_float16_training_on_cuda_uses_the_gradient_scaler(tmp_path):
-    from rsb import checkpoint
+    from rsb.run import checkpoint
     trainer = tiny_cuda_trainer(tmp_path, ["train.amp=true", "train.amp_dtype=float16"])
     assert trainer.precision.dtype == torch.float16 and trainer.precision.needs_scaler
     scaler = trainer.parts.scaler
@@ -205,7 +205,7 @@ def test_evaluator_halves_the_batch_on_a_real_cuda_out_of_memory(tmp_path, monke
 
 
 def test_checkpoint_saved_on_gpu_resumes_on_a_cpu_only_process(tmp_path):
-    from rsb import checkpoint
+    from rsb.run import checkpoint
     data = tiny_data(tmp_path / "data")
     common = ["--data", str(data), "--workers", "1", *TINY_OVERRIDES, "model.name=resnet10t",
               override("keep_checkpoints", 2), override("checkpoint_every_minutes", 0)]  # 2 epochs of 6 steps

@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 
 from rsb.config import LossConfig, load_recipe
-from rsb.loss import SoftTargetCE, ThresholdedBCE, create_loss
+from rsb.training.loss import SoftTargetCE, ThresholdedBCE, create_loss
 
 K = 10
 

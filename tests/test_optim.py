@@ -7,7 +7,7 @@ from timm.optim import Lamb
 from torch import nn
 
 from rsb.config import OptimConfig, SchedConfig, load_recipe
-from rsb.optim import WarmupCosine, clips_gradients_itself, create_optimizer
+from rsb.training.optim import WarmupCosine, clips_gradients_itself, create_optimizer
 
 
 def tiny_model() -> nn.Module:
@@ -136,7 +136,7 @@ def test_apply_sets_every_group():
 
 
 # ---- SGD and the step schedule (the 2015 paper and torchvision's classic recipe) -------------------------------
-from rsb.optim import StepDecay, create_schedule  # noqa: E402
+from rsb.training.optim import StepDecay, create_schedule  # noqa: E402
 
 
 def test_sgd_with_the_papers_settings_decays_every_parameter():
@@ -188,7 +188,7 @@ def test_step_schedule_error_warmup_ends_when_error_falls_and_resumes():
 
 
 def test_training_loop_reports_the_error_to_a_waiting_schedule():
-    from rsb.engine import ERROR_FEEDBACK_EVERY, train_one_epoch
+    from rsb.training.engine import ERROR_FEEDBACK_EVERY, train_one_epoch
     torch.manual_seed(0)
     model = tiny_model()
     opt = create_optimizer(model, OptimConfig(name="sgd"), lr=0.1)

@@ -10,7 +10,7 @@ import torch
 
 import train
 from rsb.data import cifar
-from rsb.runfolder import read_metrics
+from rsb.run.folder import read_metrics
 from tests._tiny import TINY_OVERRIDES, tiny_data
 
 CIFAR_TINY = ["model.name=cifar_resnet20", "train.batch_per_device=16", "data.val_holdout=20",
@@ -127,7 +127,7 @@ def test_resnet_family_trains_with_any_recipe_and_validate_scores_it(name, tmp_p
     from rsb.config import build_config
     from rsb.data.sample import default_sample_root, ensure_sample_dataset
     from rsb.evaluation import table
-    from rsb.models import create_model
+    from rsb.models.factory import create_model
     monkeypatch.setenv("RSB_CACHE", str(tmp_path / "cache"))
     for recipe in ("a1", "a3", "torchvision"):
         assert build_config(recipe, [f"model.name={name}"], sample=False).model.name == name

@@ -9,12 +9,13 @@ import torch
 import yaml
 
 from _tiny import tiny_data
-from rsb import checkpoint, precision
+from rsb.run import checkpoint
+from rsb.runtime import precision
 from rsb.config import TrainConfig
-from rsb.resolve import resolve
+from rsb.training.plan import resolve
 from rsb.config import build_config
-from rsb.resolve import print_config
-from rsb.trainer import RunEnv, train
+from rsb.training.plan import print_config
+from rsb.training.trainer import RunEnv, train
 
 CPU = torch.device("cpu")
 

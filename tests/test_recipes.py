@@ -274,7 +274,7 @@ def test_resnet110_recipe_changes_only_model_and_warmup():
 
 
 def test_original_recipes_resolve_to_the_papers_steps():
-    from rsb.resolve import assumed_train_images, resolve
+    from rsb.training.plan import assumed_train_images, resolve
     cifar = load_recipe("cifar10_resnet")
     d = resolve(cifar, 1, assumed_train_images(cifar, sample=False))  # 45k images at 128
     assert (d.train_images, d.steps_per_epoch, d.total_steps, d.epochs, d.lr) == (45000, 351, 64000, 183, 0.1)

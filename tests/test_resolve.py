@@ -1,4 +1,4 @@
-"""The batch rule, steps per epoch and config checks of rsb.resolve."""
+"""The batch rule, steps per epoch and config checks of rsb.training.plan."""
 from __future__ import annotations
 
 import math
@@ -7,7 +7,7 @@ import pytest
 
 from rsb.config import apply_overrides, load_recipe
 from rsb.errors import UserError
-from rsb.resolve import IMAGENET_TRAIN_IMAGES, check_config, derived_dict, resolve
+from rsb.training.plan import IMAGENET_TRAIN_IMAGES, check_config, derived_dict, resolve
 
 N = IMAGENET_TRAIN_IMAGES
 
@@ -191,7 +191,7 @@ def test_derived_dict_is_plain():
 def test_the_input_path_and_versions_are_named_with_one_warning_for_missing_extensions(monkeypatch, tmp_path):
     import rsb
     from rsb.data import decode, tensor_ops
-    from rsb.resolve import startup_lines
+    from rsb.training.plan import startup_lines
     fast = resolve(cfg_with("a2"), 1, 1_281_167)
     assert fast.input_path.startswith("fast uint8 transform, ")
     lines = startup_lines(cfg_with("a2"), fast, "cpu", tmp_path)

@@ -1,4 +1,4 @@
-"""The one atomic-write helper, the cache root and the run folder's names (rsb.runfolder)."""
+"""The one atomic-write helper, the cache root and the run folder's names (rsb.run.folder)."""
 from __future__ import annotations
 
 import json
@@ -6,14 +6,14 @@ import os
 
 import pytest
 
-from rsb import runfolder
-from rsb.runlog import MetricsLog
+from rsb.run import folder as run_folder
+from rsb.run.log import MetricsLog
 
 
 def test_write_replaces_whole_and_leaves_no_temporary(tmp_path):
     p = tmp_path / "summary.json"
-    runfolder.write_json(p, {"a": 1})
-    runfolder.write_json(p, {"a": 2})
+    run_folder.write_json(p, {"a": 1})
+    run_folder.write_json(p, {"a": 2})
     assert json.loads(p.read_text()) == {"a": 2}
     assert sorted(x.name for x in tmp_path.iterdir()) == ["summary.json"]
 
@@ -22,7 +22,7 @@ def test_a_failed_write_leaves_the_old_file(tmp_path):
     p = tmp_path / "metrics.csv"
     p.write_text("old\n")
     with pytest.raises(RuntimeError):
-        with runfolder.atomic_path(p) as tmp:
+        with run_folder.atomic_path(p) as tmp:
             tmp.write_text("half")
             raise RuntimeError("killed mid-write")
     assert p.read_text() == "old\n" and sorted(x.name for x in tmp_path.iterdir()) == ["metrics.csv"]
@@ -31,10 +31,10 @@ def test_a_failed_write_leaves_the_old_file(tmp_path):
 def test_every_temporary_is_one_the_start_up_clean_up_removes(tmp_path):
     """metrics.csv's and summary.json's temporaries used to be named *.tmp, which the clean-up glob missed."""
     for name in ("metrics.csv", "summary.json", "last.pt", "index.npz"):
-        stale = runfolder.temporary_for(tmp_path / name)
+        stale = run_folder.temporary_for(tmp_path / name)
         stale.write_text("left by a killed write")
     (tmp_path / "keep.txt").write_text("x")
-    runfolder.remove_stale_temporaries(tmp_path)
+    run_folder.remove_stale_temporaries(tmp_path)
     assert sorted(x.name for x in tmp_path.iterdir()) == ["keep.txt"]
 
 
@@ -42,30 +42,30 @@ def test_metrics_log_writes_through_the_helper(tmp_path, monkeypatch):
     log = MetricsLog(tmp_path, enabled=True)
     log.append({"epoch": 1, "train_loss": 0.5})
     log.append({"epoch": 2, "train_loss": 0.4})
-    assert [r["epoch"] for r in runfolder.read_metrics(tmp_path)] == ["1", "2"] == [r["epoch"] for r in log.rows()]
+    assert [r["epoch"] for r in run_folder.read_metrics(tmp_path)] == ["1", "2"] == [r["epoch"] for r in log.rows()]
     assert not [x for x in os.listdir(tmp_path) if ".tmp" in x]
 
 
 def test_cache_root_from_the_environment(tmp_path, monkeypatch):
     monkeypatch.setenv("RSB_CACHE", str(tmp_path / "c"))
-    assert runfolder.cache_root() == tmp_path / "c"
+    assert run_folder.cache_root() == tmp_path / "c"
     monkeypatch.delenv("RSB_CACHE")
-    assert runfolder.cache_root().parts[-2:] == (".cache", "rsb")
+    assert run_folder.cache_root().parts[-2:] == (".cache", "rsb")
 
 
 def test_atomic_folder_appears_whole_or_not_at_all(tmp_path):
     target = tmp_path / "out"
     with pytest.raises(RuntimeError):
-        with runfolder.atomic_folder(target) as tmp:
+        with run_folder.atomic_folder(target) as tmp:
             (tmp / "half").write_text("x")
             raise RuntimeError("killed while writing")
     assert not target.exists() and not list(tmp_path.iterdir())  # nothing half-written, no temporary left
     target.mkdir()
     (target / "stale").write_text("old")
-    with runfolder.atomic_folder(target) as tmp:
+    with run_folder.atomic_folder(target) as tmp:
         (tmp / "new").write_text("x")
     assert sorted(p.name for p in target.iterdir()) == ["new"]
     # Another process completed the folder meanwhile: its copy is kept, ours dropped.
-    with runfolder.atomic_folder(target, complete=lambda f: (f / "new").exists()) as tmp:
+    with run_folder.atomic_folder(target, complete=lambda f: (f / "new").exists()) as tmp:
         (tmp / "mine").write_text("x")
     assert sorted(p.name for p in target.iterdir()) == ["new"] and len(list(tmp_path.iterdir())) == 1

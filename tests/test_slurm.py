@@ -22,7 +22,7 @@ import torch
 
 from _slurm_cluster import PARTITION, OneNodeCluster, missing
 from _tiny import REPO, TINY_OVERRIDES, tiny_data
-from rsb import checkpoint
+from rsb.run import checkpoint
 from rsb.sweep import cli, queue, state
 
 REQUIRED = os.environ.get("RSB_REQUIRE_SLURM") == "1"

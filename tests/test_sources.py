@@ -26,7 +26,7 @@ from scipy.io import savemat
 import train
 import validate
 from _tiny import REPO, TINY_OVERRIDES, tiny_data
-from rsb import checkpoint
+from rsb.run import checkpoint
 from rsb.data import tar_shards
 from rsb.data.dataset import SourceDataset
 from rsb.data.layout import open_splits, open_val

@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from rsb import plots
+from rsb.run import plots
 from rsb.errors import UserError
 from rsb.sweep import cli, queue, state, stats
 from rsb.sweep import spec as sweepspec
-from rsb.distributed import master_port_for_job as master_port
+from rsb.runtime.distributed import master_port_for_job as master_port
 from rsb.sweep.seedjob import SeedJob, ddp_environment
 from rsb.sweep.spec import format_seeds, parse_seeds, run_dir_name
 from rsb.sweep.state import collect, format_table, plan_seeds, seed_status
@@ -256,8 +256,8 @@ def test_job_requeues_through_submitit_on_its_signal(tmp_path, rank_env):
     128 + USR2; the job hands the signal to submitit, whose handler calls checkpoint(), writes the resubmission
     and requeues (a local job: exit status 144). A SIGTERM stop (scancel) is not requeued."""
     submitit = pytest.importorskip("submitit")
-    import rsb.distributed
-    import rsb.trainer
+    import rsb.runtime.distributed
+    import rsb.training.trainer
     folder = tmp_path / "submitit"
     folder.mkdir()
     for k, v in dict(SUBMITIT_EXECUTOR="local", SUBMITIT_FOLDER=str(folder), SUBMITIT_LOCAL_JOB_ID="77",
@@ -277,12 +277,12 @@ def test_job_requeues_through_submitit_on_its_signal(tmp_path, rank_env):
             def trainer_stopped_by(cfg, env_, sig=sig):
                 assert cfg.train.seed == 3 and env_.output == tmp_path / "seed_0003"
                 assert (env_.output / "RUNNING.json").is_file()
-                flag = rsb.distributed.StopFlag()
+                flag = rsb.runtime.distributed.StopFlag()
                 flag.install()
                 os.kill(os.getpid(), sig)  # as Slurm's signal before the time limit, or scancel's SIGTERM
                 flag.restore()
                 raise SystemExit(128 + flag.signum)
-            rank_env.setattr(rsb.trainer, "train", trainer_stopped_by)
+            rank_env.setattr(rsb.training.trainer, "train", trainer_stopped_by)
             with pytest.raises(SystemExit) as stop:
                 job()
             assert stop.value.code == exit_code

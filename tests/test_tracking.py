@@ -1,4 +1,4 @@
-"""Logging users plug in (rsb.tracking): per-step and per-epoch values to W&B and TensorBoard, the W&B run id
+"""Logging users plug in (rsb.run.trackers): per-step and per-epoch values to W&B and TensorBoard, the W&B run id
 kept so a resumed run continues the same W&B run, train.log, and eval loss and EMA top-5 in metrics.csv."""
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ import pytest
 import torch
 from _tiny import TINY_OVERRIDES, tiny_data
 
-from rsb import tracking
+from rsb.run import trackers
 from rsb.errors import UserError
-from rsb.runlog import Progress
+from rsb.run.log import Progress
 from rsb.train import main
 
 SMALL = [*TINY_OVERRIDES, "model.name=resnet10t", "run.log_every=2"]  # 6 steps per epoch: logged at 2, 4, 6

@@ -14,7 +14,7 @@ from PIL import Image
 
 import train
 import validate
-from rsb.checkpoint import save_atomic
+from rsb.run.checkpoint import save_atomic
 from rsb.data.sample import default_sample_root, ensure_sample_dataset
 from rsb.data.transforms import eval_transform
 from rsb.errors import UserError
@@ -234,7 +234,7 @@ def test_eval_transform_matches_a_hand_computed_resize_and_center_crop():
 
 def test_float32_by_default_and_amp_only_where_native(trained, tmp_path, capsys, monkeypatch):
     """As timm's validate.py, scores are float32 unless --amp asks for autocast, which the device must have."""
-    from rsb import precision
+    from rsb.runtime import precision
     monkeypatch.setenv("RSB_CACHE", str(trained.cache))  # where train.py's sample data is found
     _validate([trained.run / "last.pt", "--batch-size", "16"], tmp_path / "a")
     assert "float32" in capsys.readouterr().out

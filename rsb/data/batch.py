@@ -31,7 +31,7 @@ class DeviceBatch:
         self.erasing = None
         if aug is not None and (aug.mixup_alpha > 0 or aug.cutmix_alpha > 0):
             # label_smoothing=0: smoothing belongs to the loss, which applies it before or after the
-            # BCE threshold as the recipe says (rsb.loss).
+            # BCE threshold as the recipe says (rsb.training.loss).
             self.mixup = Mixup(mixup_alpha=aug.mixup_alpha, cutmix_alpha=aug.cutmix_alpha, prob=aug.mix_prob,
                                switch_prob=aug.mix_switch_prob, mode="batch", label_smoothing=0.0,
                                num_classes=num_classes)

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from rsb import runfolder
+from rsb.run import folder as run_folder
 from rsb.errors import UserError
 
 ARCHIVE_NAME = "cifar-10-python.tar.gz"
@@ -72,11 +72,11 @@ def looks_like_cifar(path: Path) -> bool:
 
 def extract_archive(path: Path) -> Path:
     """The archive, MD5 checked, extracted once into the cache; the folder holding cifar-10-batches-py."""
-    digest = runfolder.file_digest(path, "md5")
+    digest = run_folder.file_digest(path, "md5")
     if digest != ARCHIVE_MD5:
         raise UserError(f"{path} is not the CIFAR-10 archive (MD5 {digest}, expected {ARCHIVE_MD5}); download "
                         f"cifar-10-python.tar.gz again from https://www.cs.toronto.edu/~kriz/cifar.html.")
-    return runfolder.extract_once(path, runfolder.cache_root() / "cifar10" / ARCHIVE_MD5)
+    return run_folder.extract_once(path, run_folder.cache_root() / "cifar10" / ARCHIVE_MD5)
 
 
 def torchvision_root(path: Path) -> Path:
@@ -124,10 +124,10 @@ def _draw_sample_split(split: str, per_class: int, seed: int) -> tuple[np.ndarra
 def ensure_cifar_sample(root: str | Path | None = None, seed: int = 0, splits: dict | None = None) -> Path:
     """The built-in CIFAR-like sample (sample.npz: train and test images and labels), drawn once (seconds)."""
     splits = splits or SAMPLE_SPLITS
-    root = Path(root) if root is not None else runfolder.cache_root() / f"cifar-sample-v{SAMPLE_VERSION}"
+    root = Path(root) if root is not None else run_folder.cache_root() / f"cifar-sample-v{SAMPLE_VERSION}"
     done = lambda folder: (folder / "COMPLETE.json").exists()  # noqa: E731
     if not done(root):
-        with runfolder.atomic_folder(root, complete=done) as tmp:
+        with run_folder.atomic_folder(root, complete=done) as tmp:
             arrays = {}
             for split, per_class in splits.items():
                 arrays[f"{split}_images"], arrays[f"{split}_labels"] = _draw_sample_split(split, per_class, seed)

@@ -14,7 +14,7 @@ from typing import Callable
 
 import numpy as np
 
-from rsb import runfolder
+from rsb.run import folder as run_folder
 from rsb.errors import UserError
 
 FORMAT = 1  # bump when what an index holds changes, so old caches are not read
@@ -58,7 +58,7 @@ def cached_arrays(kind: str, stamps: list[str], build: Callable[[], dict[str, np
                   use_cache: bool = True) -> dict[str, np.ndarray]:
     """The arrays `build` returns, from the cache when one was saved for exactly these stamps."""
     key = hashlib.sha256("\n".join([kind, str(FORMAT), *stamps]).encode()).hexdigest()[:24]
-    cache_file = runfolder.cache_root() / "index" / f"{kind}-{key}.npz"
+    cache_file = run_folder.cache_root() / "index" / f"{kind}-{key}.npz"
     if use_cache and cache_file.exists():
         try:
             with np.load(cache_file, allow_pickle=False) as z:
@@ -69,7 +69,7 @@ def cached_arrays(kind: str, stamps: list[str], build: Callable[[], dict[str, np
     if use_cache:
         try:
             cache_file.parent.mkdir(parents=True, exist_ok=True)
-            with runfolder.atomic_path(cache_file) as tmp, open(tmp, "wb") as f:  # a file: savez adds no suffix
+            with run_folder.atomic_path(cache_file) as tmp, open(tmp, "wb") as f:  # a file: savez adds no suffix
                 np.savez(f, **arrays)  # (no array may be named "file": savez's own argument)
         except OSError:
             pass  # a read-only cache only costs a rescan next time

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from rsb import runfolder
+from rsb.run import folder as run_folder
 
 NUM_CLASSES = 10
 # Synthetic WordNet-style ids; sorted order equals class index, as in ImageNet-1k.
@@ -87,7 +87,7 @@ def _write_split(root: Path, split: str, per_class: int, seed: int) -> None:
 
 
 def default_sample_root() -> Path:
-    return runfolder.cache_root() / f"sample-v{VERSION}"
+    return run_folder.cache_root() / f"sample-v{VERSION}"
 
 
 def ensure_sample_dataset(root: str | Path | None = None, seed: int = 0, splits: dict | None = None) -> Path:
@@ -99,7 +99,7 @@ def ensure_sample_dataset(root: str | Path | None = None, seed: int = 0, splits:
     if marker.exists():
         return root
     # Drawn whole, then renamed: a concurrent or interrupted build never leaves a half folder.
-    with runfolder.atomic_folder(root, complete=lambda f: (f / "COMPLETE.json").exists()) as tmp:
+    with run_folder.atomic_folder(root, complete=lambda f: (f / "COMPLETE.json").exists()) as tmp:
         for split, per_class in splits.items():
             _write_split(tmp, split, per_class, seed)
         (tmp / "COMPLETE.json").write_text(json.dumps({"version": VERSION, "seed": seed, "splits": splits}))

@@ -8,7 +8,7 @@ One module per job, so each rule lives in one place:
   sets.py          the evaluation sets asked for (val, V2, ReaL, the built-in sample)
   checkpoints.py   what to score (paths, globs, run folders, a timm model with weights) and the model plus test
                    settings of each (the recipe's, or the timm model's pretrained config)
-  scoring.py       one set scored: training's loop (rsb.engine.score_batches) plus ReaL, progress, halving the
+  scoring.py       one set scored: training's loop (rsb.training.engine.score_batches) plus ReaL, progress, halving the
                    batch on CUDA OOM, DDP shares
   table.py         the results table (CSV and JSON) that validate.py writes and the seed sweep reads
   run.py           the evaluator: every source on every set, the batch that fit carried over, the table written

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from rsb import runfolder
+from rsb.run import folder as run_folder
 from rsb.errors import UserError
 
 # Published SHA-256 of the three archives (RECIPES.md, "ImageNet-V2 facts").
@@ -22,7 +22,7 @@ ARCHIVE_SUFFIXES = (".tar.gz", ".tgz", ".tar")
 
 
 def cache_root() -> Path:
-    return runfolder.cache_root() / "imagenetv2"
+    return run_folder.cache_root() / "imagenetv2"
 
 
 def is_archive(path: Path) -> bool:
@@ -30,7 +30,7 @@ def is_archive(path: Path) -> bool:
 
 
 def sha256_of(path: Path) -> str:
-    return runfolder.file_digest(path, "sha256")
+    return run_folder.file_digest(path, "sha256")
 
 
 def variant_of(path: Path) -> tuple[str, str]:
@@ -47,4 +47,4 @@ def extract_cached(path: str | Path) -> tuple[Path, str]:
     """(folder, variant): where a verified archive is extracted, extracting it first if the cache lacks it."""
     path = Path(path)
     variant, digest = variant_of(path)
-    return runfolder.extract_once(path, cache_root() / f"{variant}-{digest[:16]}"), variant
+    return run_folder.extract_once(path, cache_root() / f"{variant}-{digest[:16]}"), variant

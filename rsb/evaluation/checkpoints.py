@@ -15,10 +15,10 @@ from pathlib import Path
 import torch
 from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD, resolve_data_config
 
-from rsb import checkpoint
+from rsb.run import checkpoint
 from rsb.config import ModelConfig
 from rsb.errors import UserError
-from rsb.models import create_model, load_state_dict_checked
+from rsb.models.factory import create_model, load_state_dict_checked
 
 # timm's published evaluation of the RSB weights (and the recipes' test settings): 224, crop 0.95, bicubic.
 DEFAULT_SIZE, DEFAULT_CROP, DEFAULT_INTERPOLATION = 224, 0.95, "bicubic"

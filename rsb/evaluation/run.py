@@ -10,10 +10,11 @@ from pathlib import Path
 
 import torch
 
-from rsb import distributed, precision
+from rsb.runtime import distributed
+from rsb.runtime import precision
 from rsb.errors import UserError
 from rsb.evaluation import checkpoints, scoring, sets, table
-from rsb.models import param_count_millions
+from rsb.models.factory import param_count_millions
 
 DEFAULT_RESULTS = Path("validation") / table.CSV_NAME
 

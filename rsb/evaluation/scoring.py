@@ -1,4 +1,4 @@
-"""Scoring one set: training's own scoring loop (rsb.engine.score_batches) with what validate.py adds around it:
+"""Scoring one set: training's own scoring loop (rsb.training.engine.score_batches) with what validate.py adds around it:
 the set's test settings, ReaL counts, a progress line, and on CUDA out-of-memory a retry at half the batch.
 Under DDP each process scores its own contiguous share (rsb.data.loader.eval_loader, no padded duplicates) and
 the counts are summed over processes.
@@ -16,11 +16,11 @@ import time
 import numpy as np
 import torch
 
-from rsb import distributed
+from rsb.runtime import distributed
 from rsb import models as model_prep
 from rsb.data.batch import DeviceBatch
 from rsb.data.loader import eval_loader
-from rsb.engine import score_batches
+from rsb.training.engine import score_batches
 from rsb.errors import UserError
 from rsb.evaluation.real_labels import real_hits
 
@@ -54,7 +54,7 @@ class EvalProgress:
 
 
 def prepare_model(model: torch.nn.Module, device: torch.device, channels_last: bool) -> torch.nn.Module:
-    """As training prepares it (rsb.models.prepare_model), in eval mode."""
+    """As training prepares it (rsb.models.factory.prepare_model), in eval mode."""
     return model_prep.prepare_model(model, device, channels_last).eval()
 
 

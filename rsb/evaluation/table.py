@@ -15,7 +15,7 @@ import io
 import json
 from pathlib import Path
 
-from rsb import runfolder
+from rsb.run import folder as run_folder
 from rsb.errors import UserError
 
 FORMAT = "rsb-validation-2"
@@ -52,7 +52,7 @@ def make_row(**values) -> dict:
 
 
 def _atomic_write(path: Path, text: str) -> None:
-    runfolder.write_text(path, text)
+    run_folder.write_text(path, text)
 
 
 def table_files(results_file: str | Path) -> tuple[Path, Path]:

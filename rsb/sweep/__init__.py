@@ -18,7 +18,7 @@ One module per job:
   scores.py   final-epoch scores of each finished seed through rsb.validate, cached per seed, here or as a
               Slurm job
   stats.py    mean, std, median, Pearson and Spearman
-  report.py   the report folder (tables, figures through rsb.plots) and the summary printed
+  report.py   the report folder (tables, figures through rsb.run.plots) and the summary printed
 """
 from __future__ import annotations
 

@@ -24,7 +24,7 @@ import sys
 import time
 from pathlib import Path
 
-from rsb.envflags import environment_parser
+from rsb.shared_flags import environment_parser
 from rsb.errors import UserError, exit_status
 from rsb.sweep import slurm, spec as sweepspec, state
 from rsb.sweep.seedjob import SeedJob

@@ -11,7 +11,8 @@ import json
 import os
 from pathlib import Path
 
-from rsb import plots, runfolder
+from rsb.run import plots
+from rsb.run import folder as run_folder
 from rsb.errors import UserError
 from rsb.sweep import stats
 from rsb.sweep.scores import score_seeds
@@ -144,7 +145,7 @@ def make_plots(out: Path, folder: Path, rows: list[dict], analysis: dict, title:
         plots.scatter([r["seed"] for r in pairs], [r["val_top1"] for r in pairs], [r["v2_top1"] for r in pairs],
                       folder / "val_vs_v2.png", heading, "ImageNet-val top-1 (%)", "ImageNet-V2 top-1 (%)")
         made.append("val_vs_v2.png")
-    metrics = {f"seed {r['seed']}": runfolder.read_metrics(out / run_dir_name(r["seed"])) for r in rows}
+    metrics = {f"seed {r['seed']}": run_folder.read_metrics(out / run_dir_name(r["seed"])) for r in rows}
     plots.curves(metrics, folder / "curves.png", f"{title}: training curves of {len(metrics)} seeds",
                  plots.SWEEP_PANELS)
     made.append("curves.png")

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from rsb import runfolder
+from rsb.run import folder as run_folder
 from rsb.errors import UserError
 from rsb.sweep import pythonpath_with_package
 from rsb.sweep.spec import SweepSpec, run_dir_name
@@ -47,7 +47,7 @@ def data_order_fingerprint(run_dir: Path) -> str | None:
     resolved.yaml: equal fingerprints would mean two seeds saw the data in the same order."""
     from rsb.data.sampler import RepeatedAugSampler
     try:
-        doc = yaml.safe_load((Path(run_dir) / runfolder.RESOLVED).read_text())
+        doc = yaml.safe_load((Path(run_dir) / run_folder.RESOLVED).read_text())
         cfg, der = doc["config"], doc["derived"]
         sampler = RepeatedAugSampler(int(der["train_images"]), int(der["world_size"]), 0,
                                      int(cfg["aug"]["repeated_aug"]), int(cfg["train"]["seed"]),
@@ -83,7 +83,7 @@ def score_seeds(spec: SweepSpec, out: Path, seeds: list[int], cache_dir: Path, d
     flags = data_flags(spec)
     results, todo = {}, []
     for seed in seeds:
-        ckpt = out / run_dir_name(seed) / runfolder.LAST
+        ckpt = out / run_dir_name(seed) / run_folder.LAST
         if not ckpt.is_file():
             raise UserError(f"seed {seed} is marked finished but {ckpt} is missing; relaunch the sweep to "
                             f"retrain it.")
@@ -96,7 +96,7 @@ def score_seeds(spec: SweepSpec, out: Path, seeds: list[int], cache_dir: Path, d
         log(f"scoring the final checkpoint of {len(todo)} seed(s) with validate.py ({len(results)} cached)")
     for i in range(0, len(todo), CHUNK):  # cached chunk by chunk: an error late in a long scoring keeps the rest
         chunk = todo[i:i + CHUNK]
-        rows = _run_validate([out / run_dir_name(s) / runfolder.LAST for s in chunk], flags,
+        rows = _run_validate([out / run_dir_name(s) / run_folder.LAST for s in chunk], flags,
                              cache_dir / ".validation", device, workers, batch_size)
         for seed, row in zip(chunk, rows):
             if row.get("seed") not in (None, seed):
@@ -104,8 +104,8 @@ def score_seeds(spec: SweepSpec, out: Path, seeds: list[int], cache_dir: Path, d
                                 f"the run folder was mixed up; remove it and relaunch.")
             scores = {k: row.get(k) for k in SCORES}
             scores["data_order"] = data_order_fingerprint(out / run_dir_name(seed))
-            ckpt = out / run_dir_name(seed) / runfolder.LAST
-            runfolder.write_json(_cache_path(cache_dir, seed), {"key": _key(ckpt, flags), "scores": scores})
+            ckpt = out / run_dir_name(seed) / run_folder.LAST
+            run_folder.write_json(_cache_path(cache_dir, seed), {"key": _key(ckpt, flags), "scores": scores})
             results[seed] = scores
     if not todo:
         log(f"all {len(results)} seed(s) scored before (cached in {cache_dir})")

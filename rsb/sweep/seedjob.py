@@ -24,8 +24,8 @@ PREEMPT_SIGNAL = signal.SIGUSR2
 
 
 def ddp_environment(env) -> dict[str, str]:
-    """torch.distributed's variables from a submitit JobEnvironment, for rsb.distributed.init to read."""
-    from rsb.distributed import master_port_for_job
+    """torch.distributed's variables from a submitit JobEnvironment, for rsb.runtime.distributed.init to read."""
+    from rsb.runtime.distributed import master_port_for_job
     return {"RANK": str(env.global_rank), "WORLD_SIZE": str(env.num_tasks), "LOCAL_RANK": str(env.local_rank),
             "MASTER_ADDR": str(env.hostnames[0]), "MASTER_PORT": str(master_port_for_job(env.raw_job_id))}
 
@@ -52,7 +52,7 @@ class SeedJob:
         return Path(self.params["sweep_dir"]) / run_dir_name(self.params["seed"])
 
     def _environment(self) -> tuple[int, int, str, int | None]:
-        """Set rank variables for rsb.distributed; (rank, world size, job id, the requeue signal or None)."""
+        """Set rank variables for rsb.runtime.distributed; (rank, world size, job id, the requeue signal or None)."""
         if os.environ.get("SUBMITIT_EXECUTOR"):
             import submitit
             env = submitit.JobEnvironment()
@@ -64,8 +64,8 @@ class SeedJob:
 
     def __call__(self) -> dict:
         # torch loads here, where the job runs, not in the commands that submit or follow it
-        from rsb.distributed import default_workers
-        from rsb.trainer import RunEnv, train
+        from rsb.runtime.distributed import default_workers
+        from rsb.training.trainer import RunEnv, train
         p = self.params
         rank, world, job_id, requeue_signal = self._environment()
         run_dir = self.run_dir

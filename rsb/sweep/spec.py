@@ -9,7 +9,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from rsb import runfolder
+from rsb.run import folder as run_folder
 from rsb.config import Config, build_config, recipe_values, to_dict
 from rsb.errors import UserError
 
@@ -110,7 +110,7 @@ def seed_config(recipe: str, overrides: list[str], sample: bool, seed: int) -> C
 def resolve_once(cfg: Config, sample: bool, executor: Executor):
     """Resolve as a seed's run will: the sample's train size, or the full data set's (the data is not read
     here), on the processes one seed gets (Slurm: nodes x processes per node; locally one)."""
-    from rsb.resolve import assumed_train_images, resolve
+    from rsb.training.plan import assumed_train_images, resolve
     world = executor.nodes * executor.processes_per_node if executor.cluster == "slurm" else 1
     return resolve(cfg, world, assumed_train_images(cfg, sample))
 
@@ -175,7 +175,7 @@ def merge(old: SweepSpec, new: SweepSpec, out: Path) -> SweepSpec:
 def save(spec: SweepSpec, out: Path) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     path = out / SPEC_NAME
-    runfolder.write_json(path, {"format": FORMAT, **dataclasses.asdict(spec)})
+    run_folder.write_json(path, {"format": FORMAT, **dataclasses.asdict(spec)})
     return path
 
 

@@ -20,8 +20,8 @@ import traceback
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from rsb import runfolder
-from rsb.runfolder import LAST, PREV, SUMMARY, read_metrics
+from rsb.run import folder as run_folder
+from rsb.run.folder import LAST, PREV, SUMMARY, read_metrics
 from rsb.sweep import spec as sweepspec
 from rsb.sweep.queue import NOT_FOUND, SLURM_FAILED, SLURM_QUEUED, SLURM_RUNNING, slurm_states
 from rsb.sweep.spec import run_dir_name
@@ -72,7 +72,7 @@ def first_epoch_loss(run_dir: Path) -> float | None:
 
 # ---- markers written by the job ------------------------------------------------------------------------------
 def write_running(run_dir: Path, job_id: str | None, world_size: int) -> None:
-    runfolder.write_json(Path(run_dir) / RUNNING, {"host": socket.gethostname(), "pid": os.getpid(),
+    run_folder.write_json(Path(run_dir) / RUNNING, {"host": socket.gethostname(), "pid": os.getpid(),
                                                    "job_id": job_id, "world_size": world_size, "started": time.time()})
 
 
@@ -87,7 +87,7 @@ def read_running(run_dir: Path) -> dict | None:
 def write_failed(run_dir: Path, error: BaseException, job_id: str | None, rank: int) -> None:
     tb = traceback.format_exception(type(error), error, error.__traceback__)
     lines = "".join(tb).rstrip().splitlines()[-TRACEBACK_LINES:]
-    runfolder.write_json(Path(run_dir) / FAILED, {
+    run_folder.write_json(Path(run_dir) / FAILED, {
         "type": type(error).__name__, "message": str(error).strip() or type(error).__name__,
         "traceback": lines, "job_id": job_id, "rank": rank, "host": socket.gethostname(), "time": time.time()})
 
@@ -118,7 +118,7 @@ def load_jobs(out: Path) -> dict[int, dict]:
 
 
 def save_jobs(out: Path, records: dict[int, dict]) -> None:
-    runfolder.write_json(Path(out) / JOBS_NAME, {"seeds": {str(k): records[k] for k in sorted(records)}})
+    run_folder.write_json(Path(out) / JOBS_NAME, {"seeds": {str(k): records[k] for k in sorted(records)}})
 
 
 def local_record(launcher_pid: int | None = None) -> dict:

@@ -21,8 +21,8 @@ import numpy as np
 import torch
 
 from rsb.errors import UserError
-from rsb import runfolder
-from rsb.runfolder import BEST, EPOCH_CHECKPOINTS, LAST, PREV
+from rsb.run import folder as run_folder
+from rsb.run.folder import BEST, EPOCH_CHECKPOINTS, LAST, PREV
 
 DIGEST_KEY = "sha256"
 # The EMA weights are stored under timm's name for them, so timm.models.load_checkpoint(model, path, use_ema=True)
@@ -63,7 +63,7 @@ def save_atomic(obj: dict, path: Path, keep_previous: bool = False) -> None:
     path = Path(path)
     obj = {**obj, DIGEST_KEY: digest(obj)}
     try:
-        with runfolder.atomic_path(path, durable=True, previous=path.with_name(PREV) if keep_previous else None) \
+        with run_folder.atomic_path(path, durable=True, previous=path.with_name(PREV) if keep_previous else None) \
                 as tmp, open(tmp, "wb") as f:
             torch.save(obj, f)
     except (OSError, RuntimeError) as e:  # torch's zip writer reports a failed write as RuntimeError
@@ -183,7 +183,7 @@ class TrainState:
 def _copy_of(source: Path, target: Path) -> None:
     """target becomes the same bytes as source, without serialising or hashing again: a hard link where the
     file system allows (last.pt is later replaced by rename, so the link keeps this version), else a copy."""
-    with runfolder.atomic_path(target) as tmp:
+    with run_folder.atomic_path(target) as tmp:
         try:
             os.link(source, tmp)
         except OSError:
@@ -220,7 +220,7 @@ class CheckpointManager:
         if is_best:
             _copy_of(last, self.folder / BEST)
         if epoch_end and self.keep_epochs > 0:
-            _copy_of(last, self.folder / runfolder.epoch_checkpoint(state["epoch"]))
+            _copy_of(last, self.folder / run_folder.epoch_checkpoint(state["epoch"]))
             for old in sorted(self.folder.glob(EPOCH_CHECKPOINTS))[:-self.keep_epochs]:
                 old.unlink()
 

@@ -1,19 +1,22 @@
-"""One training run: the epoch loop over the parts of rsb.parts, checkpointed by rsb.checkpoint."""
+"""One training run: the epoch loop over the parts of rsb.training.parts, checkpointed by rsb.run.checkpoint."""
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from rsb import checkpoint, distributed, precision, runfolder
+from rsb.run import checkpoint
+from rsb.runtime import distributed
+from rsb.runtime import precision
+from rsb.run import folder as run_folder
 from rsb.config import Config, to_dict, to_yaml
 from rsb.data.folder import check_bad_images
 from rsb.data.sampler import seed_for
-from rsb.engine import NonFiniteLoss, evaluate, train_one_epoch
-from rsb.parts import build_parts, open_training_data, seed_everything
-from rsb.resolve import derived_dict, resolve, resolved_document, run_environment, startup_lines
-from rsb.runlog import MetricsLog, Progress, epoch_row, run_summary
-from rsb.tracking import TerminalCopy, Trackers
+from rsb.training.engine import NonFiniteLoss, evaluate, train_one_epoch
+from rsb.training.parts import build_parts, open_training_data, seed_everything
+from rsb.training.plan import derived_dict, resolve, resolved_document, run_environment, startup_lines
+from rsb.run.log import MetricsLog, Progress, epoch_row, run_summary
+from rsb.run.trackers import TerminalCopy, Trackers
 
 
 @dataclass
@@ -118,9 +121,9 @@ class Trainer:
     def _start_run_folder(self) -> None:
         if self.main:
             self.out.mkdir(parents=True, exist_ok=True)
-            runfolder.remove_stale_temporaries(self.out)  # left by a write that was killed
+            run_folder.remove_stale_temporaries(self.out)  # left by a write that was killed
             doc = resolved_document(self.cfg, self.derived, run_environment(self.env.data, self.env.device))
-            runfolder.write_text(self.out / runfolder.RESOLVED, to_yaml(doc))
+            run_folder.write_text(self.out / run_folder.RESOLVED, to_yaml(doc))
         for line in startup_lines(self.cfg, self.derived, self.dist.device.type, self.out):
             self.log(line)
 
@@ -168,21 +171,21 @@ class Trainer:
                  f"({stats.images_per_sec:.0f} img/s, {stats.seconds:.0f} s)")
 
     def _exit(self, what: str) -> None:
-        self.log(f"{what}; checkpoint saved to {self.out / runfolder.LAST}. Run the same command to resume.")
+        self.log(f"{what}; checkpoint saved to {self.out / run_folder.LAST}. Run the same command to resume.")
         raise SystemExit(128 + self.stop.signum)
 
     def _summary(self, seconds: float) -> dict:
         summary = run_summary(self.cfg, self.derived, self.state.best, self.metrics.rows() if self.main else [],
                               self.last_val, self.dist.world_size, seconds, self.out)
         if self.main:
-            runfolder.write_json(self.out / runfolder.SUMMARY, summary)
+            run_folder.write_json(self.out / run_folder.SUMMARY, summary)
         return summary
 
 
 def train(cfg: Config, env: RunEnv) -> dict:
     trainer = Trainer(cfg, env)
     try:
-        with TerminalCopy(trainer.out / runfolder.TRAIN_LOG, enabled=trainer.main):
+        with TerminalCopy(trainer.out / run_folder.TRAIN_LOG, enabled=trainer.main):
             trainer.setup()
             try:
                 return trainer.run()

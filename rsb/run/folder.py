@@ -18,7 +18,7 @@ from pathlib import Path
 
 from rsb.errors import UserError
 
-# A training run's folder (rsb.trainer writes them; the sweep, validate.py and the tests read them).
+# A training run's folder (rsb.training.trainer writes them; the sweep, validate.py and the tests read them).
 RESOLVED, METRICS, SUMMARY, CURVES = "resolved.yaml", "metrics.csv", "summary.json", "curves.png"
 TRAIN_LOG, WANDB_RUN_ID, TENSORBOARD = "train.log", "wandb_run_id.txt", "tensorboard"
 LAST, PREV, BEST = "last.pt", "prev.pt", "best.pt"

@@ -85,8 +85,8 @@ def choose(amp: bool, amp_dtype: str, device: torch.device, fallback: str = "flo
 
 def for_config(train, device: torch.device | str) -> Precision:
     """The precision of a run with TrainConfig `train` on `device`, or on the device a --device name (auto,
-    cpu, cuda, cuda:N) picks, as rsb.distributed.pick_device picks it, without starting a process group."""
+    cpu, cuda, cuda:N) picks, as rsb.runtime.distributed.pick_device picks it, without starting a process group."""
     if isinstance(device, str):
-        from rsb.distributed import pick_device
+        from rsb.runtime.distributed import pick_device
         device = pick_device(device, 0)
     return choose(train.amp, train.amp_dtype, device, train.amp_fallback)

@@ -9,9 +9,9 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from rsb import distributed
+from rsb.runtime import distributed
 from rsb.errors import UserError
-from rsb.models import unwrap
+from rsb.models.factory import unwrap
 
 
 @dataclass

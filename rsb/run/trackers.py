@@ -10,7 +10,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from rsb import runfolder
+from rsb.run import folder as run_folder
 from rsb.errors import UserError
 
 
@@ -22,7 +22,7 @@ class Trackers:
         run_dir = Path(run_dir)
         try:
             from torch.utils.tensorboard import SummaryWriter
-            self.tb = SummaryWriter(str(run_dir / runfolder.TENSORBOARD))
+            self.tb = SummaryWriter(str(run_dir / run_folder.TENSORBOARD))
         except ImportError:  # tensorboard is optional
             pass
         if wandb_project:
@@ -59,12 +59,12 @@ def _wandb_run(run_dir: Path, project: str, config: dict):
     except ImportError:
         raise UserError(f"run.wandb_project is '{project}' but wandb is not installed; pip install wandb, or "
                         f"set run.wandb_project= to log without it.") from None
-    id_file = run_dir / runfolder.WANDB_RUN_ID
+    id_file = run_dir / run_folder.WANDB_RUN_ID
     run_id = id_file.read_text().strip() if id_file.is_file() else None  # None: W&B picks one, kept below
     run = wandb.init(project=project, id=run_id, resume="allow", dir=str(run_dir), name=run_dir.name,
                      config=config)
     if run_id is None:
-        runfolder.write_text(id_file, run.id + "\n")
+        run_folder.write_text(id_file, run.id + "\n")
     return run
 
 

@@ -7,7 +7,7 @@ included). When batch_per_device x world_size differs, one rule applies (`optim.
   linear      lr x batch / reference            (Goyal et al. 2017)
   sqrt        lr x sqrt(batch / reference)      (often better for adaptive optimizers like LAMB at small batch)
   none        lr unchanged
-The precision actually used (rsb.precision: the recipe's autocast where the device computes it natively,
+The precision actually used (rsb.runtime.precision: the recipe's autocast where the device computes it natively,
 float32 elsewhere), the sampler's lanes (rsb.data.sampler) and the training input path that runs
 (rsb.data.transforms) are derived here too.
 """
@@ -16,7 +16,7 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass
 
-from rsb import precision
+from rsb.runtime import precision
 from rsb.config import CHOICES, SAMPLE_SCALE_FILES, Config, check_config, to_dict, to_yaml
 from rsb.data.sampler import lane_count, samples_per_process
 from rsb.data.transforms import BUILD_EXTENSIONS, train_pipeline
@@ -140,7 +140,7 @@ def run_environment(data, device: str) -> dict:
 def startup_lines(cfg: Config, d: Derived, device_type: str, run_dir) -> list[str]:
     """What a run prints before its first step: versions, scale, the batch rule, precision, the sampler's lanes
     and the input path (with one warning line when a C extension of the fast path is not built)."""
-    from rsb import runfolder
+    from rsb.run import folder as run_folder
     lines = [", ".join(f"{name} {version}" for name, version in versions().items()),
              f"run folder {run_dir}; {d.world_size} process(es) on {device_type}; {d.train_images} train images, "
              f"{d.steps_per_epoch} steps/epoch, {d.epochs} epochs, {d.total_steps} steps",
@@ -151,12 +151,12 @@ def startup_lines(cfg: Config, d: Derived, device_type: str, run_dir) -> list[st
              f"input: {d.input_path}"]
     if "not built" in d.input_path:
         lines.append(f"warning: the fast input path runs slower without its C extensions; {BUILD_EXTENSIONS}")
-    return lines + [f"resolved configuration: {run_dir / runfolder.RESOLVED}"]
+    return lines + [f"resolved configuration: {run_dir / run_folder.RESOLVED}"]
 
 
 def print_config(cfg: Config, sample: bool, device: str = "auto") -> str:
     """The resolved YAML for --print-config: no data is read (ImageNet-1k's train size is assumed)."""
-    from rsb import distributed
+    from rsb.runtime import distributed
     images = assumed_train_images(cfg, sample)
     _, world, _ = distributed.env_rank_world()
     full = "CIFAR-10" if cfg.data.dataset == "cifar10" else "ImageNet-1k"

@@ -10,19 +10,19 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from rsb.checkpoint import EMA_KEY, ema_state
+from rsb.run.checkpoint import EMA_KEY, ema_state
 from rsb.config import SAMPLE_SCALE_FILES, Config, describe_overlay, sample_scale
 from rsb.data.cifar import looks_like_cifar as cifar_like
 from rsb.data.batch import DeviceBatch
 from rsb.data.loader import TrainLoader, eval_loader, imagenet_splits
 from rsb.data.sample import ensure_sample_dataset
-from rsb.distributed import DistEnv
+from rsb.runtime.distributed import DistEnv
 from rsb.errors import UserError
-from rsb.loss import create_loss
-from rsb.models import create_model, load_state_dict_checked, prepare_model, unwrap, wrap_for_training
-from rsb.precision import Precision
-from rsb.optim import clips_gradients_itself, create_optimizer, create_schedule
-from rsb.resolve import Derived
+from rsb.training.loss import create_loss
+from rsb.models.factory import create_model, load_state_dict_checked, prepare_model, unwrap, wrap_for_training
+from rsb.runtime.precision import Precision
+from rsb.training.optim import clips_gradients_itself, create_optimizer, create_schedule
+from rsb.training.plan import Derived
 
 
 def open_training_data(root: Path | None, cfg: Config, log, val_labels: Path | None = None):
@@ -77,7 +77,7 @@ class TrainingParts:
     model: torch.nn.Module              # the unwrapped timm model until wrap() is called
     ema: object | None                  # timm's ModelEmaV3 when train.ema
     optimizer: torch.optim.Optimizer
-    schedule: object                    # rsb.optim's WarmupCosine or StepDecay
+    schedule: object                    # rsb.training.optim's WarmupCosine or StepDecay
     scaler: torch.amp.GradScaler | None  # float16 only
     clip: float | None                  # None where the optimizer clips itself (timm's Lamb)
     loss_fn: torch.nn.Module

@@ -1,5 +1,5 @@
 """What a run leaves behind for people: progress output, metrics.csv (one row per epoch), summary.json and
-curves.png (TensorBoard, W&B and train.log: rsb.tracking)."""
+curves.png (TensorBoard, W&B and train.log: rsb.run.trackers)."""
 from __future__ import annotations
 
 import csv
@@ -7,7 +7,7 @@ import sys
 import time
 from pathlib import Path
 
-from rsb import runfolder
+from rsb.run import folder as run_folder
 
 METRIC_FIELDS = ["epoch", "step", "train_loss", "train_top1", "lr", "val_top1", "val_top5", "val_loss", "ema_top1",
                  "ema_top5", "images_per_sec", "epoch_seconds", "skipped_images", "nonfinite_steps", "precision",
@@ -26,7 +26,7 @@ class Progress:
         self.bar = None
         if enabled and sys.stderr.isatty():
             from tqdm import tqdm
-            # The bar goes to the terminal itself, not into train.log (rsb.tracking.TerminalCopy)
+            # The bar goes to the terminal itself, not into train.log (rsb.run.trackers.TerminalCopy)
             self.bar = tqdm(total=total_steps, initial=first_step, desc=f"epoch {epoch + 1}/{epochs}",
                             leave=False, dynamic_ncols=True, file=getattr(sys.stderr, "terminal", sys.stderr))
         self.last_step = first_step
@@ -65,11 +65,11 @@ class MetricsLog:
 
     def __init__(self, run_dir: Path, enabled: bool, curves_title: str | None = None):
         self.run_dir = Path(run_dir)
-        self.path = self.run_dir / runfolder.METRICS
+        self.path = self.run_dir / run_folder.METRICS
         self.enabled, self.curves_title = enabled, curves_title
 
     def rows(self) -> list[dict]:
-        return runfolder.read_metrics(self.run_dir)
+        return run_folder.read_metrics(self.run_dir)
 
     def truncate_after(self, epoch: int) -> None:
         """Drop rows of epochs after `epoch` (written by a run that was interrupted before its checkpoint)."""
@@ -79,7 +79,7 @@ class MetricsLog:
         self._write(keep)
 
     def _write(self, rows: list[dict]) -> None:
-        with runfolder.atomic_path(self.path) as tmp, open(tmp, "w", newline="") as f:
+        with run_folder.atomic_path(self.path) as tmp, open(tmp, "w", newline="") as f:
             w = csv.DictWriter(f, fieldnames=METRIC_FIELDS)
             w.writeheader()
             w.writerows(rows)
@@ -89,17 +89,17 @@ class MetricsLog:
             return
         self._write(self.rows() + [{k: row.get(k, "") for k in METRIC_FIELDS}])
         if self.curves_title is not None and row.get("train_loss") != "nan":
-            plot_curves(self.rows(), self.run_dir / runfolder.CURVES, self.curves_title)
+            plot_curves(self.rows(), self.run_dir / run_folder.CURVES, self.curves_title)
 
 
 def plot_curves(rows: list[dict], path: Path, title: str) -> None:
     """curves.png: train loss, learning rate and val top-1/top-5 against epoch."""
-    from rsb.plots import curves  # matplotlib loads only when a figure is drawn
+    from rsb.run.plots import curves  # matplotlib loads only when a figure is drawn
     curves({"run": rows}, path, title)
 
 
 def epoch_row(epoch: int, step: int, stats, val: dict, ema_val: dict, precision: str) -> dict:
-    """One metrics.csv row: the epoch's training statistics (rsb.engine.EpochStats; train_top1 on the
+    """One metrics.csv row: the epoch's training statistics (rsb.training.engine.EpochStats; train_top1 on the
     augmented training batches, blank under Mixup/CutMix) at global optimizer step `step`, and its evaluations,
     which compute in the run's precision."""
     return {"epoch": epoch, "step": step, "train_loss": round(stats.loss, 5),

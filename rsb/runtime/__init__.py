@@ -1,0 +1,1 @@
+"""The process: process groups (torchrun, Slurm), device, precision, stop signals, CPU budget."""

@@ -1,0 +1,1 @@
+"""The training run: its plan (derived values), parts, engine, trainer, optimizers, schedules, losses."""
