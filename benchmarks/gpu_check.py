@@ -12,7 +12,7 @@ capability and the command, to benchmarks/RESULTS.md under "## GPU check".
 Parts, in this order, each with its own time budget (a part that fails or runs out of time is reported as failed
 with its one-line error, and the others still run; the whole run stops starting parts at 7.5 minutes):
 
-  tests      pytest -m gpu tests/test_gpu.py: bf16 and float16 training on CUDA through rsb's trainer (float16
+  tests      pytest -m gpu tests/e2e/test_gpu.py: bf16 and float16 training on CUDA through rsb's trainer (float16
              with a GradScaler, bf16 without), channels_last kept through the model, the evaluator's batch
              halving on a real CUDA out-of-memory, a checkpoint saved on the GPU resumed by a CPU-only process.
   jpegs      writes ImageNet-sized JPEGs (500x375, quality 90, photo-like texture; benchmarks/input_pipeline.py's
@@ -99,7 +99,7 @@ PARTS = (
 PART_BY_NAME = {p.name: p for p in PARTS}
 
 LABELS = {
-    "tests": "GPU tests (pytest -m gpu tests/test_gpu.py)",
+    "tests": "GPU tests (pytest -m gpu tests/e2e/test_gpu.py)",
     "train_a2": "training step, synthetic data, A2",
     "train_a3": "training step, synthetic data, A3",
     "loader_a2": "training from JPEGs, A2 (rsb TrainLoader / timm create_loader)",
@@ -709,9 +709,9 @@ def gpu_facts() -> dict:
 
 
 def run_tests(budget: int, dry: bool, work: Path) -> dict:
-    """pytest -m gpu tests/test_gpu.py in its own process; the row from its JUnit XML."""
+    """pytest -m gpu tests/e2e/test_gpu.py in its own process; the row from its JUnit XML."""
     xml = work / "gpu_tests.xml"
-    cmd = [sys.executable, "-m", "pytest", "-m", "gpu", "tests/test_gpu.py", "-q", "-rfEs", "-p", "no:cacheprovider",
+    cmd = [sys.executable, "-m", "pytest", "-m", "gpu", "tests/e2e/test_gpu.py", "-q", "-rfEs", "-p", "no:cacheprovider",
            f"--junitxml={xml}"]
     env = dict(os.environ)
     env.pop("PYTORCH_NVML_BASED_CUDA_CHECK", None)

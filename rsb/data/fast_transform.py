@@ -10,7 +10,7 @@ Everything random is still drawn by timm's own objects, in timm's order, from th
 box by timm's RandomResizedCropAndInterpolation.get_params, the flip by torch.rand(1) as torchvision's flip,
 RandAugment's op choice and magnitudes by timm's RandAugment and AugmentOp themselves (only each op's image
 function is swapped). So for a given seed the crop, flip, ops and magnitudes are exactly timm's, and
-tests/test_fast_transform.py checks the images agree (the resize's one-level differences can grow where a later
+tests/data/test_fast_transform.py checks the images agree (the resize's one-level differences can grow where a later
 op thresholds, as Solarize and Posterize do, at a few pixels).
 
 FastTrainTransform.from_timm() accepts only a chain it knows how to reproduce; for anything else (colour
@@ -115,7 +115,7 @@ class FastTrainTransform:
         (support widened when shrinking; a=-0.5 cubic), a level or two apart on under 1% of pixels. Both resample
         one axis, round to uint8, then the other; torch goes horizontal first, Pillow 13 vertical first when
         h_in > h_out and h_in - h_out > 2 (w_in - w_out) (found by comparing both orders with Pillow over a grid
-        of shapes; tests/test_fast_transform.py checks it against the installed Pillow). The order matters where
+        of shapes; tests/data/test_fast_transform.py checks it against the installed Pillow). The order matters where
         the first pass overshoots and is clipped: up to ~20 levels on noisy images."""
         h_out, w_out = self.crop.size
         h, w = x.shape[-2:]

@@ -6,7 +6,7 @@ op takes the same arguments as timm's Pillow op (level values, fillcolor, resamp
 arithmetic: the affine ops sample like Pillow's Geometry.c (pixel centres at +0.5, fill where the source point
 falls outside the image, Pillow's a=-1 cubic with edge clamping, truncation to uint8), the enhance ops blend like
 Pillow's Image.blend (single precision, truncate), the table ops build Pillow's tables; Rotate runs Pillow
-itself. tests/test_tensor_ops.py checks every op against timm's on the same arguments: equal, except Shear and
+itself. tests/data/test_tensor_ops.py checks every op against timm's on the same arguments: equal, except Shear and
 Translate (Pillow's formulas evaluated here in single precision, by Pillow in double), which may land one level
 apart where the exact value sits on an integer, on a few percent of pixels at most.
 

@@ -1,4 +1,4 @@
-"""Fault injection for tests/test_faults.py and tests/test_slurm.py, loaded into a training subprocess (or Slurm
+"""Fault injection for tests/e2e/test_faults.py and tests/e2e/test_slurm.py, loaded into a training subprocess (or Slurm
 job) through PYTHONPATH.
 
 RSB_FAULT_SLOW_SAVE=<marker path>: the next checkpoint write stops half-way, creates the marker file and sleeps,

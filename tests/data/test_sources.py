@@ -25,7 +25,7 @@ from scipy.io import savemat
 
 import train
 import validate
-from _tiny import REPO, TINY_OVERRIDES, tiny_data
+from tests._tiny import REPO, TINY_OVERRIDES, tiny_data
 from rsb.run import checkpoint
 from rsb.data import tar_shards
 from rsb.data.dataset import SourceDataset

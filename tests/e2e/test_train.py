@@ -14,7 +14,7 @@ import torch
 import yaml
 
 import train
-from _tiny import REPO, TINY_OVERRIDES, run_train, tiny_data
+from tests._tiny import REPO, TINY_OVERRIDES, run_train, tiny_data
 
 
 # For the tests about run mechanics (seeds, resume, bad images), a small ResNet: the recipes' ResNet-50 runs in

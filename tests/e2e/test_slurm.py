@@ -20,13 +20,13 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from _slurm_cluster import PARTITION, OneNodeCluster, missing
-from _tiny import REPO, TINY_OVERRIDES, tiny_data
+from tests._slurm_cluster import PARTITION, OneNodeCluster, missing
+from tests._tiny import REPO, TINY_OVERRIDES, tiny_data
 from rsb.run import checkpoint
 from rsb.sweep import cli, queue, state
 
 REQUIRED = os.environ.get("RSB_REQUIRE_SLURM") == "1"
-HOOKS = str(Path(__file__).parent / "fault_hooks")
+HOOKS = str(Path(__file__).resolve().parent.parent / "fault_hooks")
 WAIT_S = 300  # the longest any one sweep may take here, on a busy 2-core machine
 PNG = b"\x89PNG\r\n\x1a\n"
 # 2 processes at batch 4: 12 steps per epoch, 24 in all, so a stop agreed at the 10th step is mid-epoch.

@@ -8,7 +8,7 @@ import types
 
 import pytest
 import torch
-from _tiny import TINY_OVERRIDES, tiny_data
+from tests._tiny import TINY_OVERRIDES, tiny_data
 
 from rsb.run import trackers
 from rsb.errors import UserError

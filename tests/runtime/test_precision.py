@@ -8,7 +8,7 @@ import pytest
 import torch
 import yaml
 
-from _tiny import tiny_data
+from tests._tiny import tiny_data
 from rsb.run import checkpoint
 from rsb.runtime import precision
 from rsb.config import TrainConfig

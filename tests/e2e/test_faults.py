@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from _tiny import REPO, tiny_data
+from tests._tiny import REPO, tiny_data
 from rsb.run import checkpoint
 from rsb.training.engine import NonFiniteLoss
 from rsb.config import build_config
@@ -28,7 +28,7 @@ FAULT_OVERRIDES = ["model.name=resnet10t", "model.num_classes=10", "data.train_s
                    "sched.epochs=2", "sched.warmup_epochs=1", "train.batch_per_device=16",
                    "optim.batch_rule=sqrt", "run.deterministic=true", "run.checkpoint_every_steps=1",
                    "run.log_every=1"]
-HOOKS = str(Path(__file__).parent / "fault_hooks")
+HOOKS = str(Path(__file__).resolve().parent.parent / "fault_hooks")
 
 
 @pytest.fixture(scope="module")

@@ -18,7 +18,7 @@ from rsb.errors import UserError
 from rsb.evaluation import checkpoints, scoring, sets, table
 from rsb.evaluation.checkpoints import EvalSettings
 from rsb.models.factory import param_count_millions
-from test_imagenet_v2 import GrayDecoder, _jpeg, _real_val, v2_tree
+from tests.evaluation.test_imagenet_v2 import GrayDecoder, _jpeg, _real_val, v2_tree
 
 CLASSES = 10
 

@@ -11,7 +11,7 @@ import sysconfig
 from pathlib import Path
 
 import pytest
-from _tiny import REPO, TINY_OVERRIDES, tiny_data
+from tests._tiny import REPO, TINY_OVERRIDES, tiny_data
 
 SMALL = [*TINY_OVERRIDES, "model.name=resnet10t", "sched.epochs=1", "sched.warmup_epochs=0"]
 

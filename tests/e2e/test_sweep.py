@@ -6,7 +6,7 @@ import csv
 import json
 
 import pytest
-from _tiny import TINY_OVERRIDES, tiny_data
+from tests._tiny import TINY_OVERRIDES, tiny_data
 
 from rsb.sweep import cli
 from rsb.sweep.seedjob import SeedJob

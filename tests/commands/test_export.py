@@ -14,7 +14,7 @@ from safetensors.torch import load_file
 from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD, resolve_data_config
 
 import train
-from _tiny import TINY_OVERRIDES, tiny_data
+from tests._tiny import TINY_OVERRIDES, tiny_data
 from rsb.run import checkpoint
 from rsb import export
 from rsb.config import ModelConfig, load_recipe, to_dict

@@ -9,7 +9,7 @@ import sys
 import pytest
 import yaml
 
-from _tiny import REPO, TINY_OVERRIDES, tiny_data
+from tests._tiny import REPO, TINY_OVERRIDES, tiny_data
 from rsb.runtime import distributed
 
 

@@ -173,7 +173,7 @@ def test_timm_weights_files_score_like_the_checkpoint(trained, tmp_path):
 
 def test_real_labels_reach_the_table(tmp_path, monkeypatch):
     """--data with --real-labels through the command line, on test_imagenet_v2's hand-computed ReaL case."""
-    from test_imagenet_v2 import GrayDecoder, _real_val
+    from tests.evaluation.test_imagenet_v2 import GrayDecoder, _real_val
     root, real = _real_val(tmp_path)
     (tmp_path / "fake.pt").write_bytes(b"")
     fake = checkpoints.Scorable(tmp_path / "fake.pt", GrayDecoder(), 6, checkpoints.EvalSettings(16, 1.0, "bilinear"),

@@ -12,14 +12,14 @@ import pytest
 import torch
 import yaml
 
-from _tiny import REPO, tiny_data
+from tests._tiny import REPO, tiny_data
 from rsb.run import checkpoint
 from rsb.runtime import distributed
 from rsb.runtime import precision
 from rsb.config import SchedConfig
 from rsb.training.engine import train_one_epoch
 from rsb.training.optim import WarmupCosine
-from test_faults import FAULT_OVERRIDES, _args, _env, _interrupt_at_step, _run, _same, _weights
+from tests.e2e.test_faults import FAULT_OVERRIDES, _args, _env, _interrupt_at_step, _run, _same, _weights
 
 CPU = torch.device("cpu")
 # Accumulate 2 micro-batches of 8 up to the reference batch of 16: with the tiny data (3 repeats dealt over 4

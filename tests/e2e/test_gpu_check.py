@@ -8,7 +8,7 @@ import re
 import subprocess
 import sys
 
-from _tiny import REPO
+from tests._tiny import REPO
 
 SCRIPT = REPO / "benchmarks" / "gpu_check.py"
 IMG_S = r"\d+ img/s"
@@ -21,7 +21,7 @@ CPU_ROWS = {  # label: what its row must show
     "training from JPEGs, A3 (rsb TrainLoader / timm create_loader)": "loader",
     "validate.py throughput, float32": "validate",
 }
-CUDA_ROWS = ("GPU tests (pytest -m gpu tests/test_gpu.py)", "validate.py throughput, bf16 (--amp)")
+CUDA_ROWS = ("GPU tests (pytest -m gpu tests/e2e/test_gpu.py)", "validate.py throughput, bf16 (--amp)")
 
 
 def table_rows(text: str) -> dict[str, list[str]]:

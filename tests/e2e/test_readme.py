@@ -7,7 +7,7 @@ import re
 import subprocess
 import sys
 
-from _tiny import REPO, TINY_SPLITS
+from tests._tiny import REPO, TINY_SPLITS
 from rsb.data.sample import default_sample_root, ensure_sample_dataset
 
 README = (REPO / "README.md").read_text()
@@ -65,12 +65,12 @@ def test_sample_command_installs_and_runs(tmp_path):
 
 
 def test_every_flag_of_the_readme_slurm_section_is_used_by_the_slurm_tests():
-    """The README's "On Slurm" section shows nothing that tests/test_slurm.py does not run on a real cluster."""
+    """The README's "On Slurm" section shows nothing that tests/e2e/test_slurm.py does not run on a real cluster."""
     section = re.search(r"^### On Slurm\n(.*?)^#", README, re.S | re.M)
     assert section, "README has no '### On Slurm' section"
     flags = set(re.findall(r"(?<![\w-])--[a-z][a-z0-9-]*", section.group(1)))
     assert {"--cluster", "--tasks-per-node", "--signal-before-s", "--slurm"} <= flags, flags
-    tests = (REPO / "tests" / "test_slurm.py").read_text()
+    tests = (REPO / "tests" / "e2e" / "test_slurm.py").read_text()
     unused = sorted(f for f in flags if f'"{f}"' not in tests and f"'{f}'" not in tests
                     and not re.search(rf'"{re.escape(f)}=', tests))
-    assert not unused, f"README's Slurm section shows flags tests/test_slurm.py never passes: {unused}"
+    assert not unused, f"README's Slurm section shows flags tests/e2e/test_slurm.py never passes: {unused}"
