@@ -92,8 +92,8 @@ def test_wandb_offline_run_writes_its_files_in_the_run_folder(data, tmp_path, mo
 def test_a_missing_wandb_is_one_sentence(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "wandb", None)  # import wandb raises ImportError
     with pytest.raises(UserError, match="run.wandb_project is 'p' but wandb is not installed; pip install wandb"):
-        tracking.Trackers(tmp_path, True, "p", {})
-    assert tracking.Trackers(tmp_path, False, "p", {}).wandb is None  # ranks other than 0 log nothing
+        trackers.Trackers(tmp_path, True, "p", {})
+    assert trackers.Trackers(tmp_path, False, "p", {}).wandb is None  # ranks other than 0 log nothing
 
 
 def test_train_log_holds_what_the_terminal_showed_and_grows_on_resume(data, tmp_path, capsys):
@@ -109,7 +109,7 @@ def test_train_log_holds_what_the_terminal_showed_and_grows_on_resume(data, tmp_
     assert "epoch 1/1 step 2/6 loss" in log and "epoch 1/1: loss" in log
     assert _train([*args, "optim.lr=1"]) == 2  # refused: the error is in the log too
     assert "error: " in (out / "train.log").read_text().split(log, 1)[1]
-    assert sys.stdout is not None and not isinstance(sys.stdout, tracking._Tee)  # streams restored
+    assert sys.stdout is not None and not isinstance(sys.stdout, trackers._Tee)  # streams restored
 
 
 def test_progress_hands_every_nth_step_to_the_trackers_even_when_quiet():
