@@ -1,5 +1,5 @@
-"""CUDA paths, checked on a real GPU (marked `gpu`: skipped where CUDA is absent; benchmarks/gpu_check.py runs
-them with `pytest -m gpu tests/e2e/test_gpu.py`):
+"""CUDA paths, checked on a real GPU (marked `gpu`: skipped where CUDA is absent; the GPU check,
+`python -m benchmarks.gpu_check`, runs them with `pytest -m gpu tests/e2e/test_gpu.py`):
 
 - bf16 and float16 training steps on CUDA through rsb's trainer and engine: bf16 autocast without a gradient
   scaler, float16 autocast with one (scale, step and update used every step, its state checkpointed);

@@ -1,6 +1,7 @@
-"""benchmarks/gpu_check.py's CPU dry run: the whole script at tiny sizes, every row in its table, real figures for
-what a CPU runs, "skipped (no CUDA)" for what needs the GPU, and the table written where --results says (and
-not to benchmarks/RESULTS.md)."""
+"""The GPU check's CPU dry run (`python -m benchmarks.gpu_check --cpu-dry-run`): the whole check at tiny sizes,
+every row in its table, real figures for what a CPU runs, "skipped (no CUDA)" for what needs the GPU, and the
+table written where --results says (and not to benchmarks/RESULTS.md). Run from the repository root without
+PYTHONPATH, as the README has users type it."""
 from __future__ import annotations
 
 import os
@@ -8,9 +9,12 @@ import re
 import subprocess
 import sys
 
+import pytest
+
 from tests._tiny import REPO
 
-SCRIPT = REPO / "benchmarks" / "gpu_check.py"
+COMMAND = [sys.executable, "-m", "benchmarks.gpu_check"]
+FOLDER_COMMAND = [sys.executable, str(REPO / "benchmarks" / "gpu_check")]  # `python benchmarks/gpu_check`
 IMG_S = r"\d+ img/s"
 CPU_ROWS = {  # label: what its row must show
     "training step, synthetic data, A2": "synthetic",
@@ -33,22 +37,27 @@ def table_rows(text: str) -> dict[str, list[str]]:
     return rows
 
 
+def root_env(**extra) -> dict:
+    env = dict(os.environ, OMP_NUM_THREADS="1", CUDA_VISIBLE_DEVICES="", **extra)
+    env.pop("PYTHONPATH", None)  # the repository root as the working folder is all the command needs
+    return env
+
+
 def test_cpu_dry_run_prints_and_writes_every_row(tmp_path):
     results = tmp_path / "results.md"
     results.write_text("# earlier results\n")
     official = REPO / "benchmarks" / "RESULTS.md"
     official_before = official.read_bytes() if official.exists() else None
-    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1", CUDA_VISIBLE_DEVICES="")
-    proc = subprocess.run([sys.executable, str(SCRIPT), "--cpu-dry-run", "--results", str(results)], cwd=REPO,
-                          env=env, capture_output=True, text=True, timeout=240)
+    proc = subprocess.run([*COMMAND, "--cpu-dry-run", "--results", str(results)], cwd=REPO,
+                          env=root_env(PYTHONUNBUFFERED="1"), capture_output=True, text=True, timeout=240)
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
-    assert "python benchmarks/gpu_check.py" in proc.stdout.splitlines()[0]  # the usage line comes first
+    assert "python -m benchmarks.gpu_check" in proc.stdout.splitlines()[0]  # the usage line comes first
 
     written = results.read_text()
     assert written.startswith("# earlier results\n")  # appended, not replaced
     assert "## GPU check (issue 17): CPU dry run" in written
-    assert "torch.backends.cpu.get_cpu_capability() = " in written and "- command: `python benchmarks/gpu_check.py" \
-        in written
+    assert "torch.backends.cpu.get_cpu_capability() = " in written
+    assert "- command: `python -m benchmarks.gpu_check --cpu-dry-run --results " in written
     rows = table_rows(written)
     assert table_rows(proc.stdout) == rows  # the printed table is the one written
     assert set(rows) == set(CPU_ROWS) | set(CUDA_ROWS), sorted(rows)
@@ -69,10 +78,9 @@ def test_cpu_dry_run_prints_and_writes_every_row(tmp_path):
     assert after == official_before  # a dry run leaves benchmarks/RESULTS.md alone
 
 
-def test_usage_and_refusal_without_cuda():
-    env = dict(os.environ, OMP_NUM_THREADS="1", CUDA_VISIBLE_DEVICES="")
-    proc = subprocess.run([sys.executable, str(SCRIPT)], cwd=REPO, env=env, capture_output=True, text=True,
-                          timeout=120)
-    assert proc.returncode == 2
-    assert "python benchmarks/gpu_check.py" in proc.stdout  # how to run it on the GPU machine
+@pytest.mark.parametrize("command", [COMMAND, FOLDER_COMMAND], ids=["module", "folder"])
+def test_usage_and_refusal_without_cuda(command):
+    proc = subprocess.run(command, cwd=REPO, env=root_env(), capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert "python -m benchmarks.gpu_check" in proc.stdout  # how to run it on the GPU machine
     assert "no CUDA GPU" in proc.stderr and "--cpu-dry-run" in proc.stderr
