@@ -15,8 +15,9 @@ from rsb.data.sampler import seed_for
 from rsb.training.engine import NonFiniteLoss, evaluate, train_one_epoch
 from rsb.training.parts import build_parts, open_training_data, seed_everything
 from rsb.training.plan import derived_dict, resolve, resolved_document, run_environment, startup_lines
-from rsb.run.log import MetricsLog, Progress, epoch_row, run_summary
-from rsb.run.trackers import TerminalCopy, Trackers
+from rsb.run.console import Progress, TerminalCopy
+from rsb.run.metrics import MetricsLog, epoch_row, run_summary
+from rsb.run.trackers import Trackers
 
 
 @dataclass
