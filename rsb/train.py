@@ -107,7 +107,7 @@ def run(args: argparse.Namespace) -> int:
         return 0
     from rsb.training import trainer
     from rsb.config import build_config
-    from rsb.runtime.distributed import default_workers
+    from rsb.runtime.cpus import default_workers
     from rsb.training.plan import print_config
     sample = args.data is None
     policy = [f"run.wandb_project={args.wandb_project}"] if args.wandb_project else []

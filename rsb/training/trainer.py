@@ -8,6 +8,7 @@ from pathlib import Path
 from rsb.run import checkpoint
 from rsb.runtime import distributed
 from rsb.runtime import precision
+from rsb.runtime.signals import StopFlag
 from rsb.run import folder as run_folder
 from rsb.config import Config, to_dict, to_yaml
 from rsb.data.folder import check_bad_images
@@ -39,7 +40,7 @@ class Trainer:
         self.dist = distributed.init(env.device)
         self.main = self.dist.is_main
         self.out = Path(env.output)
-        self.stop = distributed.StopFlag()
+        self.stop = StopFlag()
         run = cfg.run
         self.ckpts = checkpoint.CheckpointManager(self.out, run.keep_checkpoints, run.checkpoint_every_minutes,
                                                   run.checkpoint_every_steps, enabled=self.main)

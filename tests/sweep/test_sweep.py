@@ -242,7 +242,7 @@ def test_job_requeues_through_submitit_on_its_signal(tmp_path, rank_env):
     128 + USR2; the job hands the signal to submitit, whose handler calls checkpoint(), writes the resubmission
     and requeues (a local job: exit status 144). A SIGTERM stop (scancel) is not requeued."""
     submitit = pytest.importorskip("submitit")
-    import rsb.runtime.distributed
+    import rsb.runtime.signals
     import rsb.training.trainer
     folder = tmp_path / "submitit"
     folder.mkdir()
@@ -263,7 +263,7 @@ def test_job_requeues_through_submitit_on_its_signal(tmp_path, rank_env):
             def trainer_stopped_by(cfg, env_, sig=sig):
                 assert cfg.train.seed == 3 and env_.output == tmp_path / "seed_0003"
                 assert (env_.output / "RUNNING.json").is_file()
-                flag = rsb.runtime.distributed.StopFlag()
+                flag = rsb.runtime.signals.StopFlag()
                 flag.install()
                 os.kill(os.getpid(), sig)  # as Slurm's signal before the time limit, or scancel's SIGTERM
                 flag.restore()
