@@ -15,7 +15,9 @@ from rsb.errors import UserError
 
 
 @dataclass(frozen=True)
-class DistEnv:
+class DistContext:
+    """This process's place in its job, as init() found it: its rank among world_size processes, its rank on
+    this node and its device."""
     rank: int = 0
     world_size: int = 1
     local_rank: int = 0
@@ -94,7 +96,7 @@ def _attempt_store(world: int, timeout: datetime.timedelta):
     return dist.PrefixStore(f"rsb/attempt{os.environ.get('TORCHELASTIC_RESTART_COUNT', '0')}", store)
 
 
-def init(requested_device: str = "auto", timeout_s: int = 600) -> DistEnv:
+def init(requested_device: str = "auto", timeout_s: int = 600) -> DistContext:
     rank, world, local = env_rank_world()
     device = pick_device(requested_device, local)
     if world > 1 and not dist.is_initialized():
@@ -106,7 +108,7 @@ def init(requested_device: str = "auto", timeout_s: int = 600) -> DistEnv:
         timeout = datetime.timedelta(seconds=timeout_s)
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo", rank=rank, world_size=world,
                                 timeout=timeout, store=_attempt_store(world, timeout))
-    return DistEnv(rank, world, local, device)
+    return DistContext(rank, world, local, device)
 
 
 def all_reduce_sum(t: torch.Tensor) -> torch.Tensor:

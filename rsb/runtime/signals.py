@@ -5,7 +5,7 @@ import signal
 
 import torch
 
-from rsb.runtime.distributed import DistEnv, all_reduce_sum
+from rsb.runtime.distributed import DistContext, all_reduce_sum
 
 
 STOP_SIGNALS = [signal.SIGINT, signal.SIGTERM] + [getattr(signal, s) for s in ("SIGUSR1", "SIGUSR2")
@@ -42,16 +42,16 @@ class StopFlag:
     def __exit__(self, *exc) -> None:
         self.restore()
 
-    def agreed(self, env: DistEnv) -> bool:
+    def agreed(self, dist: DistContext) -> bool:
         """Whether to stop now. Under DDP every process must stop at the same step, so they agree through an
         all-reduce; every 10 calls only, because reading its result waits for the device."""
         flag = self.signum is not None
-        if not env.distributed:
+        if not dist.distributed:
             return flag
         self._calls += 1
         if self._calls % 10:
             return False
-        t = torch.tensor([float(flag)], device=env.device)
+        t = torch.tensor([float(flag)], device=dist.device)
         flag = all_reduce_sum(t).item() > 0
         if flag and self.signum is None:
             self.signum = signal.SIGTERM  # a peer was signalled

@@ -24,7 +24,7 @@ import sys
 import time
 from pathlib import Path
 
-from rsb.shared_flags import environment_parser
+from rsb.command_flags import training_run_flags
 from rsb.errors import UserError, exit_status
 from rsb.sweep import slurm, spec as sweepspec, state
 from rsb.sweep.seedjob import SeedJob
@@ -46,7 +46,7 @@ def parse_args(argv=None):
     la = sub.add_parser("launch", help="submit (Slurm) or run (here) one training per seed",
                         description="Submit (Slurm) or run (here) one training per seed. Recipe overrides "
                                     "(section.key=value) come after the flags, or after --.",
-                        parents=[environment_parser()])  # --recipe, --data, --workers, --device as train.py's
+                        parents=[training_run_flags()])  # --recipe, --data, --workers, --device as train.py's
     la.add_argument("--seeds", required=True, help="seeds: 1-100, 1,5,9 or 1-10,20,30-32")
     la.add_argument("--out", type=Path, required=True, help="sweep folder (one run folder per seed inside)")
     la.add_argument("--imagenet-v2", type=Path, metavar="PATH", help="ImageNet-V2 folder or .tar.gz, scored "

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from rsb.runtime import signals
-from rsb.runtime.distributed import DistEnv
+from rsb.runtime.distributed import DistContext
 from rsb.runtime.signals import STOP_SIGNALS, StopFlag
 
 
@@ -17,9 +17,9 @@ from rsb.runtime.signals import STOP_SIGNALS, StopFlag
 def test_a_stop_signal_sets_the_flag_and_says_what_comes_next(sig, capsys):
     before = {s: signal.getsignal(s) for s in STOP_SIGNALS}
     with StopFlag() as flag:
-        assert flag.signum is None and not flag.agreed(DistEnv())
+        assert flag.signum is None and not flag.agreed(DistContext())
         os.kill(os.getpid(), sig)
-        assert flag.signum == sig and flag.agreed(DistEnv())
+        assert flag.signum == sig and flag.agreed(DistContext())
     assert f"received {signal.Signals(sig).name}: finishing this step, then saving a checkpoint" \
            in capsys.readouterr().out
     assert {s: signal.getsignal(s) for s in STOP_SIGNALS} == before  # the old handlers are back
@@ -45,7 +45,7 @@ def test_under_ddp_processes_compare_flags_every_tenth_call_and_a_peers_stop_sto
         return t + peer_flag
 
     monkeypatch.setattr(signals, "all_reduce_sum", all_reduce_sum)
-    two = DistEnv(rank=0, world_size=2, device=torch.device("cpu"))
+    two = DistContext(rank=0, world_size=2, device=torch.device("cpu"))
     flag = StopFlag()
     assert [flag.agreed(two) for _ in range(9)] == [False] * 9 and reduced == []  # no device wait in between
     assert flag.agreed(two) and reduced == [0.0]
