@@ -179,8 +179,8 @@ def _check_paths(data, imagenet_v2, val_labels=None) -> None:
             raise UserError(f"data path {data} does not exist; give the ImageNet folder holding train/ and val/ "
                             f"(or, for CIFAR-10, cifar-10-python.tar.gz or its extracted folder).")
         if Path(data).is_dir() and not looks_like_cifar(data):
-            from rsb.data.layout import check_layout
-            check_layout(data, val_labels)
+            from rsb.data.layout import detect
+            detect(data, val_labels)  # raises a UserError where train.py would
     if imagenet_v2 is not None and not Path(imagenet_v2).exists():
         raise UserError(f"ImageNet-V2 path {imagenet_v2} does not exist.")
 
