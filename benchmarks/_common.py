@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import datetime
-import os
 import platform
 import statistics
 
@@ -22,7 +21,9 @@ def machine_header(extra: str = "") -> str:
     import PIL
     import timm
     import torch
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+
+    from rsb.runtime.cpus import usable_cpus
+    cores = usable_cpus()
     line = (f"machine: {cpu_model()}, {cores} cores usable, torch {torch.__version__} "
             f"({torch.get_num_threads()} threads), timm {timm.__version__}, Pillow {PIL.__version__}, "
             f"Python {platform.python_version()}; date {datetime.datetime.now().strftime('%Y-%m-%d %H:%M')}")

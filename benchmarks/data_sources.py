@@ -29,6 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from _common import machine_header, median, table  # noqa: E402
 from input_pipeline import make_jpegs  # noqa: E402
+from rsb.runtime.cpus import usable_cpus  # noqa: E402
 
 
 def write_parquet(source, path: Path, row_group: int = 100) -> None:
@@ -54,7 +55,7 @@ def main(argv=None) -> int:
     p.add_argument("--images", type=int, default=2000)
     p.add_argument("--quick", action="store_true")
     p.add_argument("--rounds", type=int, default=3)
-    p.add_argument("--workers", type=int, default=len(os.sched_getaffinity(0)))
+    p.add_argument("--workers", type=int, default=usable_cpus())
     args = p.parse_args(argv)
     n = 400 if args.quick else args.images
     import torch

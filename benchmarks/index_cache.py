@@ -42,6 +42,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import machine_header, median, table
+from rsb.runtime.cpus import usable_cpus
 
 
 def make_tree(root: Path, classes: int, per_class: int) -> int:
@@ -136,7 +137,7 @@ def main(argv=None) -> int:
     p.add_argument("--classes", type=int, default=1000)
     p.add_argument("--per-class", type=int, default=100)
     p.add_argument("--rounds", type=int, default=3)
-    p.add_argument("--workers", type=int, default=len(os.sched_getaffinity(0)))
+    p.add_argument("--workers", type=int, default=usable_cpus())
     p.add_argument("--quick", action="store_true", help="20 files per class, 1 round")
     p.add_argument("--measure", choices=["rsb", "rsb-str", "list"], help=argparse.SUPPRESS)
     p.add_argument("--root", help=argparse.SUPPRESS)

@@ -50,6 +50,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import machine_header, table
+from rsb.runtime.cpus import usable_cpus
 
 RECIPES = {"A2": ("a2", 224, "rand-m7-mstd0.5-inc1"), "A3": ("a3", 160, "rand-m6-mstd0.5-inc1")}
 
@@ -205,7 +206,7 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--images", type=int, default=300)
     p.add_argument("--rounds", type=int, default=3)
-    p.add_argument("--workers", type=int, default=len(os.sched_getaffinity(0)))
+    p.add_argument("--workers", type=int, default=usable_cpus())
     p.add_argument("--batch", type=int, default=32)
     p.add_argument("--loader-copies", type=int, default=4, help="the loader's folder holds each JPEG this often")
     p.add_argument("--quick", action="store_true", help="100 images, 2 rounds, loader copies 3")

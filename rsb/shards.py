@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from rsb.run import folder as run_folder
-from rsb.errors import UserError
+from rsb.errors import UserError, exit_status
 
 SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]?i?B?)\s*$", re.IGNORECASE)
 UNITS = {"": 1, "B": 1, "K": 10**3, "M": 10**6, "G": 10**9, "T": 10**12}
@@ -140,12 +140,11 @@ def main(argv=None) -> int:
     p.add_argument("--val-labels", type=Path, metavar="FILE", help="ground truth of a flat val/ folder")
     p.add_argument("--prefix", default="imagenet1k", help="shard name prefix (default imagenet1k)")
     args = p.parse_args(argv)
-    try:
-        write_shards(args.folder, args.out, parse_size(args.shard_size), args.val_labels, args.prefix)
-        return 0
-    except UserError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    return exit_status(lambda: _write(args))
+
+
+def _write(args: argparse.Namespace) -> None:
+    write_shards(args.folder, args.out, parse_size(args.shard_size), args.val_labels, args.prefix)
 
 
 if __name__ == "__main__":

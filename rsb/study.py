@@ -19,7 +19,7 @@ import statistics
 import sys
 from pathlib import Path
 
-from rsb.errors import UserError
+from rsb.errors import exit_status
 
 RECIPE = "cifar10_resnet"
 DEGRADATION_MODELS = ("cifar_plain20", "cifar_plain56", "cifar_resnet20", "cifar_resnet56")
@@ -153,23 +153,24 @@ def write_report(out: Path, runs: dict, sample: bool) -> dict:
     return {"figure": figure, "report": out / "report.md", "rows": rows, "table": text}
 
 
+def run(args: argparse.Namespace) -> int:
+    from rsb.sweep.spec import Executor, parse_seeds
+    extra = dict(item.split("=", 1) for item in args.slurm if "=" in item) or None
+    ex = Executor(cluster=args.cluster, partition=args.partition, gpus_per_node=args.gpus_per_node,
+                  cpus_per_task=args.cpus_per_task, timeout_min=args.timeout_min, max_parallel=args.max_parallel,
+                  workers=args.workers, device=args.device)
+    done = run_degradation(args.out, args.data, parse_seeds(args.seeds), ex, args.overrides, extra)
+    if done is not None:
+        print()
+        print(done["table"])
+        print(f"figure: {done['figure']}; table: {done['report']}")
+    return 0
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
     try:
-        from rsb.sweep.spec import Executor, parse_seeds
-        extra = dict(item.split("=", 1) for item in args.slurm if "=" in item) or None
-        ex = Executor(cluster=args.cluster, partition=args.partition, gpus_per_node=args.gpus_per_node,
-                      cpus_per_task=args.cpus_per_task, timeout_min=args.timeout_min, max_parallel=args.max_parallel,
-                      workers=args.workers, device=args.device)
-        done = run_degradation(args.out, args.data, parse_seeds(args.seeds), ex, args.overrides, extra)
-        if done is not None:
-            print()
-            print(done["table"])
-            print(f"figure: {done['figure']}; table: {done['report']}")
-        return 0
-    except UserError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+        return exit_status(lambda: run(args))
     except KeyboardInterrupt:
         print("interrupted: the stopped runs saved a checkpoint; the same command resumes them", file=sys.stderr)
         return 130

@@ -15,7 +15,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from rsb.shared_flags import environment_parser
+from rsb.command_flags import training_run_flags
 from rsb.errors import exit_status
 
 # timm's train.py flags for recipe values, and the override that sets the same thing here. A user who types one
@@ -65,7 +65,7 @@ def _epilog() -> str:
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="rsb-train", description=__doc__, epilog=_epilog(),
                                 formatter_class=argparse.RawDescriptionHelpFormatter,
-                                parents=[environment_parser()])
+                                parents=[training_run_flags()])
     p.add_argument("--output", type=Path, help="run folder (default runs/<recipe>[-sample]); an existing "
                                                 "run there is resumed")
     p.add_argument("--resume", type=Path, help="resume from this checkpoint instead of the run folder's last.pt")
@@ -107,7 +107,7 @@ def run(args: argparse.Namespace) -> int:
         return 0
     from rsb.training import trainer
     from rsb.config import build_config
-    from rsb.runtime.distributed import default_workers
+    from rsb.runtime.cpus import default_workers
     from rsb.training.plan import print_config
     sample = args.data is None
     policy = [f"run.wandb_project={args.wandb_project}"] if args.wandb_project else []

@@ -23,9 +23,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from rsb.config import CHOICES
 from rsb.errors import UserError, exit_status
-
-INTERPOLATIONS = ("bicubic", "bilinear", "nearest", "lanczos", "box", "hamming")
 
 
 def parse_args(argv=None):
@@ -52,7 +51,7 @@ def parse_args(argv=None):
                                                 "model's pretrained input size for --weights)")
     p.add_argument("--crop-pct", type=float, help="test crop ratio (default: the checkpoint's data.test_crop_pct, "
                                                   "or the pretrained crop_pct)")
-    p.add_argument("--interpolation", choices=INTERPOLATIONS,
+    p.add_argument("--interpolation", choices=CHOICES["data.test_interpolation"],
                    help="resize interpolation (default: the checkpoint's data.test_interpolation, or the "
                         "pretrained one)")
     p.add_argument("--mean", type=float, nargs=3, metavar=("R", "G", "B"),

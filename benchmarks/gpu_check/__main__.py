@@ -58,7 +58,7 @@ def parent_main(args) -> int:
 
     from benchmarks.gpu_check import report
     from benchmarks.gpu_check.supervise import run_workers
-    from rsb.runtime.distributed import usable_cpus
+    from rsb.runtime.cpus import usable_cpus
     dry = args.cpu_dry_run
     if not dry and not torch.cuda.is_available():
         print(f"error: no CUDA GPU is visible here. On a CPU machine, check the script with {COMMAND} "

@@ -51,7 +51,7 @@ def val_pair(ctx: Ctx, model, use_amp: bool) -> dict:
     from rsb.evaluation.checkpoints import EvalSettings
     from rsb.evaluation.sets import EvalSet
     from rsb.runtime import precision
-    from rsb.runtime.distributed import default_workers
+    from rsb.runtime.cpus import default_workers
     jpegs_ready(ctx)
     s = ctx.sizes
     root = ctx.jpegs / "val"

@@ -8,7 +8,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from rsb.runtime.distributed import usable_cpus
+from rsb.runtime.cpus import usable_cpus
 
 from .plan import LABELS, ROW_ORDER, Part, Sizes, planned_setting
 

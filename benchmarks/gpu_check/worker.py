@@ -12,7 +12,7 @@ import time
 import traceback
 from pathlib import Path
 
-from rsb.runtime.distributed import usable_cpus
+from rsb.runtime.cpus import usable_cpus
 
 from . import jpegs, measure_eval, measure_loader, measure_train
 from .plan import PART_BY_NAME, TOTAL_BUDGET_S, Part, effective_budget, planned_setting, sizes_for

@@ -13,11 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
-from rsb.data.dataset import SourceDataset
 from rsb.data.index_store import PackedStrings, cached_arrays
 from rsb.errors import UserError
-
-ImageFolderDataset = SourceDataset  # the name callers knew when the folder was the only source
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 WNID = re.compile(r"^n\d{8}$")  # an ImageNet WordNet-id class folder such as n01440764

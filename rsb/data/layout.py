@@ -110,8 +110,6 @@ def detect(root, val_labels=None) -> str:
     return "folder"
 
 
-check_layout = detect  # what the sweep checks before it submits anything
-
 
 def open_splits(root, val_labels=None, use_cache: bool = True):
     """The train and val sources of a data folder in any layout, checked to agree on the classes."""

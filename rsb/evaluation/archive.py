@@ -29,13 +29,9 @@ def is_archive(path: Path) -> bool:
     return path.is_file() and path.name.lower().endswith(ARCHIVE_SUFFIXES)
 
 
-def sha256_of(path: Path) -> str:
-    return run_folder.file_digest(path, "sha256")
-
-
 def variant_of(path: Path) -> tuple[str, str]:
     """(variant, sha256) of a published archive; any other file is a UserError naming the accepted ones."""
-    digest = sha256_of(path)
+    digest = run_folder.file_digest(path, "sha256")
     if digest not in KNOWN_ARCHIVES:
         names = ", ".join(f"{v} ({h[:12]}...)" for h, v in KNOWN_ARCHIVES.items())
         raise UserError(f"archive {path} has SHA-256 {digest}, which is not one of the published ImageNet-V2 "

@@ -11,6 +11,7 @@ from pathlib import Path
 import torch
 
 from rsb.runtime import distributed
+from rsb.runtime.cpus import default_workers
 from rsb.runtime import precision
 from rsb.errors import UserError
 from rsb.evaluation import checkpoints, scoring, sets, table
@@ -78,7 +79,7 @@ def _score_all(loaders, dist, log, *, data, imagenet_v2, real_labels, v2_per_cla
                workers, amp, progress) -> list[dict]:
     if dist.device.type == "cuda":
         torch.backends.cudnn.benchmark = True
-    workers = distributed.default_workers() if workers is None else workers
+    workers = default_workers() if workers is None else workers
     batch = batch_size or (256 if dist.device.type == "cuda" else 64)
     sets_by_classes, rows = {}, []
     for load in loaders:

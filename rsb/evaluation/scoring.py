@@ -4,7 +4,7 @@ Under DDP each process scores its own contiguous share (rsb.data.loader.eval_loa
 the counts are summed over processes.
 
 ReaL needs to know which file each prediction belongs to. The loader is given the file's own position as its
-"label" (ImageFolderDataset(labels=...)), so a batch carries file indices; true labels and ReaL lists are then
+"label" (SourceDataset(labels=...)), so a batch carries file indices; true labels and ReaL lists are then
 looked up by index. This stays right even when an unreadable file is replaced by the next one, because the
 dataset returns the label of the file it actually read.
 """

@@ -51,10 +51,6 @@ def make_row(**values) -> dict:
     return row
 
 
-def _atomic_write(path: Path, text: str) -> None:
-    run_folder.write_text(path, text)
-
-
 def table_files(results_file: str | Path) -> tuple[Path, Path]:
     """The CSV and JSON files of a table: the named one and its twin with the other suffix beside it."""
     path = Path(results_file)
@@ -77,8 +73,8 @@ def write_results(rows: list[dict], results_file: str | Path) -> tuple[Path, Pat
     w = csv.DictWriter(buf, fieldnames=COLUMNS, lineterminator="\n")
     w.writeheader()
     w.writerows([{c: "" if r[c] is None else r[c] for c in COLUMNS} for r in rows])
-    _atomic_write(csv_path, buf.getvalue())
-    _atomic_write(json_path, json.dumps({"format": FORMAT, "columns": COLUMNS, "rows": rows}, indent=2) + "\n")
+    run_folder.write_text(csv_path, buf.getvalue())
+    run_folder.write_text(json_path, json.dumps({"format": FORMAT, "columns": COLUMNS, "rows": rows}, indent=2) + "\n")
     return csv_path, json_path
 
 

@@ -1,13 +1,11 @@
 """Where a run's numbers go besides metrics.csv: TensorBoard (when installed) and Weights & Biases (when
-`run.wandb_project` names a project), both per step every `run.log_every` steps and per epoch; and train.log,
-a copy of what the terminal showed. Rank 0 only.
+`run.wandb_project` names a project), both per step every `run.log_every` steps and per epoch. Rank 0 only.
 
 A W&B run's id is kept in the run folder (wandb_run_id.txt), so a resumed run continues the same W&B run.
 WANDB_MODE=offline (W&B's own variable) writes it under the run folder's wandb/ without any network.
 """
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 from rsb.run import folder as run_folder
@@ -66,46 +64,3 @@ def _wandb_run(run_dir: Path, project: str, config: dict):
     if run_id is None:
         run_folder.write_text(id_file, run.id + "\n")
     return run
-
-
-class _Tee:
-    """A text stream that writes to the terminal's stream and to train.log; everything else (isatty, fileno,
-    encoding) is the terminal's, so progress bars still see a terminal."""
-
-    def __init__(self, terminal, log):
-        self.terminal, self.log = terminal, log
-
-    def write(self, text: str) -> int:
-        self.log.write(text)
-        return self.terminal.write(text)
-
-    def flush(self) -> None:
-        self.log.flush()
-        self.terminal.flush()
-
-    def __getattr__(self, name):
-        return getattr(self.terminal, name)
-
-
-class TerminalCopy:
-    """Within the block, stdout and stderr also go to `path` (appended: a resumed run adds to it); a UserError
-    that ends the block is written there too, as the command line will print it."""
-
-    def __init__(self, path: Path, enabled: bool):
-        self.path, self.enabled = Path(path), enabled
-
-    def __enter__(self) -> "TerminalCopy":
-        if self.enabled:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self.file = open(self.path, "a", buffering=1)
-            self.saved = sys.stdout, sys.stderr
-            sys.stdout, sys.stderr = _Tee(sys.stdout, self.file), _Tee(sys.stderr, self.file)
-        return self
-
-    def __exit__(self, kind, error, tb) -> None:
-        if not self.enabled:
-            return
-        sys.stdout, sys.stderr = self.saved
-        if isinstance(error, UserError):
-            self.file.write(f"error: {error}\n")
-        self.file.close()

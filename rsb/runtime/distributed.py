@@ -1,10 +1,10 @@
-"""Process-group set-up from torchrun's variables or, without torchrun, from Slurm's; rank helpers."""
+"""Process-group set-up from torchrun's variables or, without torchrun, from Slurm's; rank helpers (the CPU
+budget: rsb.runtime.cpus; the stop flag: rsb.runtime.signals)."""
 from __future__ import annotations
 
 import datetime
 import os
 import re
-import signal
 import subprocess
 from dataclasses import dataclass
 
@@ -15,7 +15,9 @@ from rsb.errors import UserError
 
 
 @dataclass(frozen=True)
-class DistEnv:
+class DistContext:
+    """This process's place in its job, as init() found it: its rank among world_size processes, its rank on
+    this node and its device."""
     rank: int = 0
     world_size: int = 1
     local_rank: int = 0
@@ -71,23 +73,6 @@ def slurm_rendezvous() -> dict[str, str]:
             "MASTER_PORT": str(master_port_for_job(os.environ.get("SLURM_JOB_ID", "0")))}
 
 
-def usable_cpus() -> int:
-    """CPUs this process may run on (its affinity mask, which Slurm and taskset set), not the machine's count."""
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-
-
-def default_workers(processes_sharing: int | None = None) -> int:
-    """Loader processes per training process: its share of the CPUs, at most 8. Under Slurm the share is the
-    task's SLURM_CPUS_PER_TASK (the affinity mask may show the whole node when Slurm does not bind CPUs);
-    elsewhere the usable CPUs divided among the processes that share them: `processes_sharing` (a local sweep's
-    seeds at once), by default this job's processes (the world size)."""
-    cpus = usable_cpus()
-    if os.environ.get("SLURM_CPUS_PER_TASK"):
-        return max(1, min(8, cpus, int(os.environ["SLURM_CPUS_PER_TASK"])))
-    share = processes_sharing if processes_sharing is not None else env_rank_world()[1]
-    return max(1, min(8, cpus // max(1, share)))
-
-
 def pick_device(requested: str, local_rank: int) -> torch.device:
     if requested == "auto":
         requested = "cuda" if torch.cuda.is_available() else "cpu"
@@ -111,7 +96,7 @@ def _attempt_store(world: int, timeout: datetime.timedelta):
     return dist.PrefixStore(f"rsb/attempt{os.environ.get('TORCHELASTIC_RESTART_COUNT', '0')}", store)
 
 
-def init(requested_device: str = "auto", timeout_s: int = 600) -> DistEnv:
+def init(requested_device: str = "auto", timeout_s: int = 600) -> DistContext:
     rank, world, local = env_rank_world()
     device = pick_device(requested_device, local)
     if world > 1 and not dist.is_initialized():
@@ -123,7 +108,7 @@ def init(requested_device: str = "auto", timeout_s: int = 600) -> DistEnv:
         timeout = datetime.timedelta(seconds=timeout_s)
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo", rank=rank, world_size=world,
                                 timeout=timeout, store=_attempt_store(world, timeout))
-    return DistEnv(rank, world, local, device)
+    return DistContext(rank, world, local, device)
 
 
 def all_reduce_sum(t: torch.Tensor) -> torch.Tensor:
@@ -135,53 +120,3 @@ def all_reduce_sum(t: torch.Tensor) -> torch.Tensor:
 def cleanup() -> None:
     if dist.is_initialized():
         dist.destroy_process_group()
-
-
-STOP_SIGNALS = [signal.SIGINT, signal.SIGTERM] + [getattr(signal, s) for s in ("SIGUSR1", "SIGUSR2")
-                                                  if hasattr(signal, s)]
-
-
-class StopFlag:
-    """Set by SIGINT/SIGTERM/SIGUSR1/SIGUSR2: the loop finishes its step, checkpoints and exits."""
-
-    def __init__(self):
-        self.signum = None
-        self._old = {}
-        self._calls = 0  # DDP: calls of agreed() since the processes last compared flags
-
-    def install(self) -> None:
-        for s in STOP_SIGNALS:
-            self._old[s] = signal.signal(s, self._handle)
-
-    def _handle(self, signum, frame) -> None:
-        if self.signum is not None and signum == signal.SIGINT:
-            raise KeyboardInterrupt  # a second Ctrl-C stops at once
-        self.signum = signum
-        print(f"\nreceived {signal.Signals(signum).name}: finishing this step, then saving a checkpoint",
-              flush=True)
-
-    def restore(self) -> None:
-        for s, h in self._old.items():
-            signal.signal(s, h)
-
-    def __enter__(self) -> "StopFlag":
-        self.install()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.restore()
-
-    def agreed(self, env: DistEnv) -> bool:
-        """Whether to stop now. Under DDP every process must stop at the same step, so they agree through an
-        all-reduce; every 10 calls only, because reading its result waits for the device."""
-        flag = self.signum is not None
-        if not env.distributed:
-            return flag
-        self._calls += 1
-        if self._calls % 10:
-            return False
-        t = torch.tensor([float(flag)], device=env.device)
-        flag = all_reduce_sum(t).item() > 0
-        if flag and self.signum is None:
-            self.signum = signal.SIGTERM  # a peer was signalled
-        return flag

@@ -24,7 +24,7 @@ import sys
 import time
 from pathlib import Path
 
-from rsb.shared_flags import environment_parser
+from rsb.command_flags import training_run_flags
 from rsb.errors import UserError, exit_status
 from rsb.sweep import slurm, spec as sweepspec, state
 from rsb.sweep.seedjob import SeedJob
@@ -46,7 +46,7 @@ def parse_args(argv=None):
     la = sub.add_parser("launch", help="submit (Slurm) or run (here) one training per seed",
                         description="Submit (Slurm) or run (here) one training per seed. Recipe overrides "
                                     "(section.key=value) come after the flags, or after --.",
-                        parents=[environment_parser()])  # --recipe, --data, --workers, --device as train.py's
+                        parents=[training_run_flags()])  # --recipe, --data, --workers, --device as train.py's
     la.add_argument("--seeds", required=True, help="seeds: 1-100, 1,5,9 or 1-10,20,30-32")
     la.add_argument("--out", type=Path, required=True, help="sweep folder (one run folder per seed inside)")
     la.add_argument("--imagenet-v2", type=Path, metavar="PATH", help="ImageNet-V2 folder or .tar.gz, scored "
@@ -179,8 +179,8 @@ def _check_paths(data, imagenet_v2, val_labels=None) -> None:
             raise UserError(f"data path {data} does not exist; give the ImageNet folder holding train/ and val/ "
                             f"(or, for CIFAR-10, cifar-10-python.tar.gz or its extracted folder).")
         if Path(data).is_dir() and not looks_like_cifar(data):
-            from rsb.data.layout import check_layout
-            check_layout(data, val_labels)
+            from rsb.data.layout import detect
+            detect(data, val_labels)  # raises a UserError where train.py would
     if imagenet_v2 is not None and not Path(imagenet_v2).exists():
         raise UserError(f"ImageNet-V2 path {imagenet_v2} does not exist.")
 

@@ -17,7 +17,7 @@ import time
 from collections import deque
 from pathlib import Path
 
-from rsb.runtime.distributed import usable_cpus
+from rsb.runtime.cpus import usable_cpus
 from rsb.sweep import pythonpath_with_package, state
 from rsb.sweep.spec import run_dir_name
 

@@ -64,7 +64,7 @@ class SeedJob:
 
     def __call__(self) -> dict:
         # torch loads here, where the job runs, not in the commands that submit or follow it
-        from rsb.runtime.distributed import default_workers
+        from rsb.runtime.cpus import default_workers
         from rsb.training.trainer import RunEnv, train
         p = self.params
         rank, world, job_id, requeue_signal = self._environment()

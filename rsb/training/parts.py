@@ -16,7 +16,7 @@ from rsb.data.cifar import looks_like_cifar as cifar_like
 from rsb.data.batch import DeviceBatch
 from rsb.data.loader import TrainLoader, eval_loader, imagenet_splits
 from rsb.data.sample import ensure_sample_dataset
-from rsb.runtime.distributed import DistEnv
+from rsb.runtime.distributed import DistContext
 from rsb.errors import UserError
 from rsb.training.loss import create_loss
 from rsb.models.factory import create_model, load_state_dict_checked, prepare_model, unwrap, wrap_for_training
@@ -87,7 +87,7 @@ class TrainingParts:
     prep_eval: DeviceBatch
     pixel_mean: torch.Tensor | None = None  # CIFAR-10's per-pixel mean image: stored so a checkpoint scores alone
 
-    def wrap(self, dist: DistEnv, compile: bool) -> None:
+    def wrap(self, dist: DistContext, compile: bool) -> None:
         """DDP and torch.compile, after a resume has loaded the plain model's weights."""
         self.model = wrap_for_training(self.model, dist.device, dist.distributed, compile)
 
@@ -111,7 +111,7 @@ class TrainingParts:
         return all(torch.isfinite(p).all() for p in unwrap(self.model).parameters())
 
 
-def build_parts(cfg: Config, derived: Derived, prec: Precision, dist: DistEnv, train_idx, val_idx,
+def build_parts(cfg: Config, derived: Derived, prec: Precision, dist: DistContext, train_idx, val_idx,
                 workers: int) -> TrainingParts:
     """Every part of a run; seeded by train.seed first, so every process starts from the same weights.
     train_idx, val_idx: what open_training_data gives (folder indexes, or CIFAR-10 arrays)."""

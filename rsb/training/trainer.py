@@ -8,6 +8,7 @@ from pathlib import Path
 from rsb.run import checkpoint
 from rsb.runtime import distributed
 from rsb.runtime import precision
+from rsb.runtime.signals import StopFlag
 from rsb.run import folder as run_folder
 from rsb.config import Config, to_dict, to_yaml
 from rsb.data.folder import check_bad_images
@@ -15,8 +16,9 @@ from rsb.data.sampler import seed_for
 from rsb.training.engine import NonFiniteLoss, evaluate, train_one_epoch
 from rsb.training.parts import build_parts, open_training_data, seed_everything
 from rsb.training.plan import derived_dict, resolve, resolved_document, run_environment, startup_lines
-from rsb.run.log import MetricsLog, Progress, epoch_row, run_summary
-from rsb.run.trackers import TerminalCopy, Trackers
+from rsb.run.console import Progress, TerminalCopy
+from rsb.run.metrics import MetricsLog, epoch_row, run_summary
+from rsb.run.trackers import Trackers
 
 
 @dataclass
@@ -38,7 +40,7 @@ class Trainer:
         self.dist = distributed.init(env.device)
         self.main = self.dist.is_main
         self.out = Path(env.output)
-        self.stop = distributed.StopFlag()
+        self.stop = StopFlag()
         run = cfg.run
         self.ckpts = checkpoint.CheckpointManager(self.out, run.keep_checkpoints, run.checkpoint_every_minutes,
                                                   run.checkpoint_every_steps, enabled=self.main)

@@ -245,3 +245,13 @@ def test_float32_by_default_and_amp_only_where_native(trained, tmp_path, capsys,
     rows = _validate([trained.run / "last.pt", "--batch-size", "16", "--amp"], tmp_path / "c")
     out = capsys.readouterr().out
     assert "bfloat16 autocast" in out and rows[0]["val_images"] == 40, out
+
+
+def test_interpolation_choices_are_the_recipes_test_interpolations(capsys):
+    from rsb import validate as command
+    from rsb.config import CHOICES
+    for name in CHOICES["data.test_interpolation"]:
+        assert command.parse_args(["last.pt", "--interpolation", name]).interpolation == name
+    with pytest.raises(SystemExit) as refused:
+        command.parse_args(["last.pt", "--interpolation", "random"])  # a training-only choice
+    assert refused.value.code == 2 and "invalid choice: 'random'" in capsys.readouterr().err

@@ -12,7 +12,8 @@ from PIL import Image
 
 from rsb.data import folder as folder_mod
 from rsb.data.decode import load_rgb
-from rsb.data.folder import ImageFolderDataset, ImageFolderIndex
+from rsb.data.dataset import SourceDataset
+from rsb.data.folder import ImageFolderIndex
 from rsb.errors import UserError
 
 
@@ -153,7 +154,7 @@ def test_removing_file_invalidates_cache(tmp_path):
 
 def test_dataset_reads_items(tmp_path):
     root = make_tree(tmp_path / "train")
-    ds = ImageFolderDataset(ImageFolderIndex(root))
+    ds = SourceDataset(ImageFolderIndex(root))
     assert len(ds) == 9
     img, label, skipped = ds[4]
     assert isinstance(img, Image.Image) and img.mode == "RGB" and img.size == (8, 8)
@@ -163,7 +164,7 @@ def test_dataset_reads_items(tmp_path):
 def test_dataset_transform_and_label_override(tmp_path):
     root = make_tree(tmp_path / "train")
     idx = ImageFolderIndex(root)
-    ds = ImageFolderDataset(idx, transform=lambda im: np.asarray(im).shape, labels=np.arange(9) + 100)
+    ds = SourceDataset(idx, transform=lambda im: np.asarray(im).shape, labels=np.arange(9) + 100)
     assert ds[3] == ((8, 8, 3), 103, 0)
 
 
@@ -185,7 +186,7 @@ def bad_tree(tmp_path):
 
 @pytest.mark.parametrize("i,bad_name", [(0, "0_empty.JPEG"), (1, "1_text.JPEG"), (2, "2_trunc.JPEG")])
 def test_unreadable_image_is_skipped(bad_tree, capsys, i, bad_name):
-    ds = ImageFolderDataset(ImageFolderIndex(bad_tree))
+    ds = SourceDataset(ImageFolderIndex(bad_tree))
     assert ds.index.path(i).name == bad_name
     img, label, skipped = ds[i]
     assert img.mode == "RGB" and img.size == (32, 32)
@@ -198,7 +199,7 @@ def test_unreadable_image_is_skipped(bad_tree, capsys, i, bad_name):
 
 def test_skip_crosses_to_next_class_label(bad_tree, capsys):
     (bad_tree / "a" / "3_good.JPEG").write_bytes(b"garbage")
-    ds = ImageFolderDataset(ImageFolderIndex(bad_tree, use_cache=False))
+    ds = SourceDataset(ImageFolderIndex(bad_tree, use_cache=False))
     img, label, skipped = ds[0]
     assert (label, skipped) == (1, 4)
     assert capsys.readouterr().err.count("warning") == 4
@@ -209,7 +210,7 @@ def test_all_unreadable_is_user_error(tmp_path, capsys):
     (root / "a").mkdir(parents=True)
     for i in range(3):
         (root / "a" / f"{i}.JPEG").write_bytes(b"")
-    ds = ImageFolderDataset(ImageFolderIndex(root))
+    ds = SourceDataset(ImageFolderIndex(root))
     with pytest.raises(UserError):
         ds[0]
 

@@ -68,17 +68,3 @@ def test_single_process_without_any_launcher(monkeypatch, private_environ):
     assert distributed.env_rank_world() == (0, 1, 0)
     with pytest.raises(Exception, match="must be auto, cpu"):
         distributed.pick_device("tpu", 0)
-
-
-def test_one_default_workers_rule(monkeypatch, private_environ):
-    """train.py, validate.py and the sweep's jobs share it: the CPUs Slurm gives a task, else a share of them."""
-    monkeypatch.setattr(distributed, "usable_cpus", lambda: 16)
-    for k in ("WORLD_SIZE", "RANK", "SLURM_NTASKS", "SLURM_PROCID", "SLURM_CPUS_PER_TASK"):
-        monkeypatch.delenv(k, raising=False)
-    assert distributed.default_workers() == 8                       # at most 8
-    assert distributed.default_workers(processes_sharing=4) == 4    # a local sweep running 4 seeds at once
-    monkeypatch.setenv("WORLD_SIZE", "8")
-    monkeypatch.setenv("RANK", "0")
-    assert distributed.default_workers() == 2                       # 8 processes on 16 CPUs
-    monkeypatch.setenv("SLURM_CPUS_PER_TASK", "3")
-    assert distributed.default_workers() == 3                       # Slurm's share wins

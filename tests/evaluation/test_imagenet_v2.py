@@ -15,6 +15,7 @@ from PIL import Image
 from rsb.errors import UserError
 from rsb.evaluation import archive, imagenet_v2, real_labels, scoring, sets
 from rsb.evaluation.checkpoints import EvalSettings
+from rsb.run import folder as run_folder
 
 
 @pytest.fixture(autouse=True)
@@ -119,7 +120,7 @@ def test_archive_with_unknown_sha256_is_rejected(tmp_path):
     with pytest.raises(UserError) as e:
         sets.v2_set(path, 3, per_class=1)
     msg = str(e.value)
-    assert archive.sha256_of(path) in msg
+    assert run_folder.file_digest(path, "sha256") in msg
     assert all(v in msg for v in ("matched-frequency", "threshold0.7", "top-images"))
     assert not (tmp_path / "cache" / "imagenetv2").exists()  # nothing extracted
 
@@ -132,7 +133,7 @@ def test_published_hashes_are_the_recipes_values():
 
 def test_known_archive_is_extracted_once_into_the_cache_and_reused(tmp_path, monkeypatch):
     path = _tiny_archive(tmp_path)
-    digest = archive.sha256_of(path)
+    digest = run_folder.file_digest(path, "sha256")
     monkeypatch.setattr(archive, "KNOWN_ARCHIVES", {digest: "matched-frequency"})
     s = sets.v2_set(path, 3, per_class=1)
     cache = tmp_path / "cache" / "imagenetv2"

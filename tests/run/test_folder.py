@@ -2,12 +2,10 @@
 from __future__ import annotations
 
 import json
-import os
 
 import pytest
 
 from rsb.run import folder as run_folder
-from rsb.run.log import MetricsLog
 
 
 def test_write_replaces_whole_and_leaves_no_temporary(tmp_path):
@@ -36,14 +34,6 @@ def test_every_temporary_is_one_the_start_up_clean_up_removes(tmp_path):
     (tmp_path / "keep.txt").write_text("x")
     run_folder.remove_stale_temporaries(tmp_path)
     assert sorted(x.name for x in tmp_path.iterdir()) == ["keep.txt"]
-
-
-def test_metrics_log_writes_through_the_helper(tmp_path, monkeypatch):
-    log = MetricsLog(tmp_path, enabled=True)
-    log.append({"epoch": 1, "train_loss": 0.5})
-    log.append({"epoch": 2, "train_loss": 0.4})
-    assert [r["epoch"] for r in run_folder.read_metrics(tmp_path)] == ["1", "2"] == [r["epoch"] for r in log.rows()]
-    assert not [x for x in os.listdir(tmp_path) if ".tmp" in x]
 
 
 def test_cache_root_from_the_environment(tmp_path, monkeypatch):

@@ -1,5 +1,5 @@
 """Logging users plug in (rsb.run.trackers): per-step and per-epoch values to W&B and TensorBoard, the W&B run id
-kept so a resumed run continues the same W&B run, train.log, and eval loss and EMA top-5 in metrics.csv."""
+kept so a resumed run continues the same W&B run, and eval loss and EMA top-5 in metrics.csv."""
 from __future__ import annotations
 
 import csv
@@ -12,7 +12,6 @@ from tests._tiny import TINY_OVERRIDES, tiny_data
 
 from rsb.run import trackers
 from rsb.errors import UserError
-from rsb.run.log import Progress
 from rsb.train import main
 
 SMALL = [*TINY_OVERRIDES, "model.name=resnet10t", "run.log_every=2"]  # 6 steps per epoch: logged at 2, 4, 6
@@ -94,37 +93,3 @@ def test_a_missing_wandb_is_one_sentence(tmp_path, monkeypatch):
     with pytest.raises(UserError, match="run.wandb_project is 'p' but wandb is not installed; pip install wandb"):
         trackers.Trackers(tmp_path, True, "p", {})
     assert trackers.Trackers(tmp_path, False, "p", {}).wandb is None  # ranks other than 0 log nothing
-
-
-def test_train_log_holds_what_the_terminal_showed_and_grows_on_resume(data, tmp_path, capsys):
-    out = tmp_path / "run"
-    args = ["--data", str(data), "--output", str(out), "--workers", "0", *SMALL, "sched.epochs=1",
-            "sched.warmup_epochs=0"]
-    assert _train(args) == 0
-    shown = capsys.readouterr().out
-    log = (out / "train.log").read_text()
-    for line in shown.splitlines():
-        if line.startswith(("rsb ", "run folder", "precision:", "epoch 1/1")):
-            assert line in log
-    assert "epoch 1/1 step 2/6 loss" in log and "epoch 1/1: loss" in log
-    assert _train([*args, "optim.lr=1"]) == 2  # refused: the error is in the log too
-    assert "error: " in (out / "train.log").read_text().split(log, 1)[1]
-    assert sys.stdout is not None and not isinstance(sys.stdout, trackers._Tee)  # streams restored
-
-
-def test_progress_hands_every_nth_step_to_the_trackers_even_when_quiet():
-    got, computed = [], []
-
-    def loss():
-        computed.append(1)
-        return 0.5
-
-    p = Progress(False, total_steps=7, first_step=0, every=3, epoch=0, epochs=1,
-                 on_log=lambda step, v: got.append((step, v["loss"], v["lr"])))
-    for step in range(1, 8):
-        p.step(step, loss, 0.1, step * 4)
-    assert got == [(3, 0.5, 0.1), (6, 0.5, 0.1), (7, 0.5, 0.1)] and len(computed) == 3  # the last step too
-    silent = Progress(False, 7, 0, 3, 0, 1)
-    for step in range(1, 8):
-        silent.step(step, lambda: computed.append(1), 0.1, 1)
-    assert len(computed) == 3  # nobody listening: the loss is never read (no device sync)

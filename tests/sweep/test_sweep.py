@@ -1,4 +1,4 @@
-"""The seed sweep's parts without training: seed lists, the launch plan, failure reports, statistics, plots,
+"""The seed sweep's parts without training: seed lists, the launch plan, failure reports, statistics,
 status, the job's DDP environment and requeue, and the Slurm submission (fake sbatch, no Slurm needed)."""
 from __future__ import annotations
 
@@ -11,7 +11,6 @@ from pathlib import Path
 
 import pytest
 
-from rsb.run import plots
 from rsb.errors import UserError
 from rsb.sweep import cli, queue, state, stats
 from rsb.sweep import spec as sweepspec
@@ -20,7 +19,6 @@ from rsb.sweep.seedjob import SeedJob, ddp_environment
 from rsb.sweep.spec import format_seeds, parse_seeds, run_dir_name
 from rsb.sweep.state import collect, format_table, plan_seeds, seed_status
 
-PNG = b"\x89PNG\r\n\x1a\n"
 RANK_VARS = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")
 
 
@@ -79,18 +77,6 @@ def test_pearson_and_spearman_by_hand_with_ties():
     assert stats.spearman([1, 2, 3], [30, 20, 10]) == pytest.approx(-1.0)
     assert stats.pearson([1, 2, 3], [5, 5, 5]) is None and stats.pearson([1], [2]) is None
     assert stats.best([3, 1, 2], [80.0, 81.0, 81.0]) == (1, 81.0)  # a tie goes to the lower seed
-
-
-# ---- plots -----------------------------------------------------------------------------------------------------
-def test_plots_are_png_files(tmp_path):
-    made = [plots.histogram([79.7, 79.8, 79.8, 80.0], tmp_path / "h.png", "val", "top-1 (%)"),
-            plots.scatter([1, 2, 3], [79.7, 79.8, 80.0], [67.5, 67.9, 67.6], tmp_path / "s.png", "t", "val", "v2"),
-            plots.curves({1: [{"epoch": "1", "val_top1": "10", "train_loss": "0.7"},
-                              {"epoch": "2", "val_top1": "20", "train_loss": "0.6"}],
-                          2: [{"epoch": "1", "val_top1": "12", "train_loss": "0.69"}]}, tmp_path / "c.png", "t")]
-    for path in made:
-        data = path.read_bytes()
-        assert data[:8] == PNG and len(data) > 1000
 
 
 # ---- the launch plan: finished seeds skipped, interrupted ones resumed -----------------------------------------
@@ -256,7 +242,7 @@ def test_job_requeues_through_submitit_on_its_signal(tmp_path, rank_env):
     128 + USR2; the job hands the signal to submitit, whose handler calls checkpoint(), writes the resubmission
     and requeues (a local job: exit status 144). A SIGTERM stop (scancel) is not requeued."""
     submitit = pytest.importorskip("submitit")
-    import rsb.runtime.distributed
+    import rsb.runtime.signals
     import rsb.training.trainer
     folder = tmp_path / "submitit"
     folder.mkdir()
@@ -277,7 +263,7 @@ def test_job_requeues_through_submitit_on_its_signal(tmp_path, rank_env):
             def trainer_stopped_by(cfg, env_, sig=sig):
                 assert cfg.train.seed == 3 and env_.output == tmp_path / "seed_0003"
                 assert (env_.output / "RUNNING.json").is_file()
-                flag = rsb.runtime.distributed.StopFlag()
+                flag = rsb.runtime.signals.StopFlag()
                 flag.install()
                 os.kill(os.getpid(), sig)  # as Slurm's signal before the time limit, or scancel's SIGTERM
                 flag.restore()

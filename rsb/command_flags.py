@@ -1,12 +1,12 @@
-"""The environment flags that train.py and `python -m rsb.sweep launch` share (recipe, data, workers, device),
-defined once so both commands spell, default and explain them alike."""
+"""The command-line flags of a training run that train.py and `python -m rsb.sweep launch` share (recipe, data,
+val labels, workers, device), defined once so both commands spell, default and explain them alike."""
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
 
 
-def environment_parser() -> argparse.ArgumentParser:
+def training_run_flags() -> argparse.ArgumentParser:
     """A parent parser (argparse's parents=[...]) holding the shared flags."""
     p = argparse.ArgumentParser(add_help=False)
     p.add_argument("--recipe", default="a2", help="a1, a2, a3 or a path to a recipe .yaml (default a2)")

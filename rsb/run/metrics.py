@@ -1,10 +1,8 @@
-"""What a run leaves behind for people: progress output, metrics.csv (one row per epoch), summary.json and
-curves.png (TensorBoard, W&B and train.log: rsb.run.trackers)."""
+"""The run's records in its folder: metrics.csv (one row per epoch), curves.png drawn from its rows, and
+summary.json (the console and train.log: rsb.run.console; TensorBoard and W&B: rsb.run.trackers)."""
 from __future__ import annotations
 
 import csv
-import sys
-import time
 from pathlib import Path
 
 from rsb.run import folder as run_folder
@@ -12,51 +10,6 @@ from rsb.run import folder as run_folder
 METRIC_FIELDS = ["epoch", "step", "train_loss", "train_top1", "lr", "val_top1", "val_top5", "val_loss", "ema_top1",
                  "ema_top5", "images_per_sec", "epoch_seconds", "skipped_images", "nonfinite_steps", "precision",
                  "note"]
-
-
-class Progress:
-    """A tqdm bar on a terminal; a plain line every `every` steps in logs (Slurm, CI, files) and in train.log.
-    Every `every` steps `on_log(step, values)` also gets the loss, learning rate and throughput (the trackers)."""
-
-    def __init__(self, enabled: bool, total_steps: int, first_step: int, every: int, epoch: int, epochs: int,
-                 on_log=None):
-        self.enabled, self.total, self.every, self.on_log = enabled, total_steps, max(1, every), on_log
-        self.epoch, self.epochs = epoch, epochs
-        self.start = time.perf_counter()
-        self.bar = None
-        if enabled and sys.stderr.isatty():
-            from tqdm import tqdm
-            # The bar goes to the terminal itself, not into train.log (rsb.run.trackers.TerminalCopy)
-            self.bar = tqdm(total=total_steps, initial=first_step, desc=f"epoch {epoch + 1}/{epochs}",
-                            leave=False, dynamic_ncols=True, file=getattr(sys.stderr, "terminal", sys.stderr))
-        self.last_step = first_step
-
-    def step(self, step: int, loss_fn, lr: float, images: int) -> None:
-        due = step % self.every == 0 or step == self.total
-        if self.bar is not None:
-            self.bar.update(step - self.last_step)
-        self.last_step = step
-        if not due or not (self.enabled or self.on_log):
-            return
-        rate = images / max(time.perf_counter() - self.start, 1e-9)
-        loss = loss_fn()  # waits for the device: only every `every` steps
-        if self.on_log is not None:
-            self.on_log(step, {"loss": loss, "lr": lr, "images_per_sec": rate})
-        if not self.enabled:
-            return
-        line = f"epoch {self.epoch + 1}/{self.epochs} step {step}/{self.total} loss {loss:.4f} lr {lr:.4g} " \
-               f"{rate:.1f} img/s"
-        if self.bar is None:
-            print(line, flush=True)
-            return
-        self.bar.set_postfix(loss=f"{loss:.4f}", lr=f"{lr:.3g}", img_s=f"{rate:.0f}")
-        log_file = getattr(sys.stdout, "log", None)
-        if log_file is not None:
-            log_file.write(line + "\n")
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
 
 
 class MetricsLog:
