@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from rsb.runtime import distributed
-from rsb import models as model_prep
+from rsb.models import factory as model_prep
 from rsb.data.batch import DeviceBatch
 from rsb.data.loader import eval_loader
 from rsb.training.engine import score_batches
