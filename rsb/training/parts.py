@@ -3,16 +3,15 @@ schedule, gradient scaler, loss, loaders and on-device batch preparation; and ho
 checkpoint and come back out of one."""
 from __future__ import annotations
 
-import random
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from rsb.run.checkpoint import EMA_KEY, ema_state
 from rsb.config import SAMPLE_SCALE_FILES, Config, describe_overlay, sample_scale
 from rsb.data.cifar import looks_like_cifar as cifar_like
+from rsb.data import seeds
 from rsb.data.batch import DeviceBatch
 from rsb.data.loader import TrainLoader, eval_loader, imagenet_splits
 from rsb.data.sample import ensure_sample_dataset
@@ -55,12 +54,6 @@ def _cifar_sets(root, cfg: Config, log):
     train, val = open_cifar10(root, cfg.data.val_holdout)
     log(f"CIFAR-10: {len(train)} train images, val: {len(val)} images of {val.where}")
     return train, val
-
-
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
 
 
 def set_determinism(deterministic: bool, device: torch.device) -> None:
@@ -117,7 +110,7 @@ def build_parts(cfg: Config, derived: Derived, prec: Precision, dist: DistEnv, t
     train_idx, val_idx: what open_training_data gives (folder indexes, or CIFAR-10 arrays)."""
     device = dist.device
     set_determinism(cfg.run.deterministic, device)
-    seed_everything(cfg.train.seed)
+    seeds.seed_generators(cfg.train.seed)
     model = prepare_model(create_model(cfg.model), device, cfg.model.channels_last)
     ema = None
     if cfg.train.ema:

@@ -11,9 +11,9 @@ from rsb.runtime import precision
 from rsb.run import folder as run_folder
 from rsb.config import Config, to_dict, to_yaml
 from rsb.data.folder import check_bad_images
-from rsb.data.sampler import seed_for
+from rsb.data import seeds
 from rsb.training.engine import NonFiniteLoss, evaluate, train_one_epoch
-from rsb.training.parts import build_parts, open_training_data, seed_everything
+from rsb.training.parts import build_parts, open_training_data
 from rsb.training.plan import derived_dict, resolve, resolved_document, run_environment, startup_lines
 from rsb.run.log import MetricsLog, Progress, epoch_row, run_summary
 from rsb.run.trackers import TerminalCopy, Trackers
@@ -138,7 +138,7 @@ class Trainer:
                 first_step=st.step, steps=der.steps_in_epoch(epoch) - st.epoch_step, accum_steps=der.accum_steps,
                 amp_dtype=self.precision.dtype, scaler=p.scaler, clip_grad=p.clip, ema=p.ema, progress=progress,
                 world_size=d.world_size, skip_nonfinite=cfg.run.nonfinite == "skip", after_step=self._after_step,
-                seed_micro_batch=lambda step, k: seed_everything(seed_for(cfg.train.seed, step, k, d.rank, 3)))
+                seed_micro_batch=self._seed_micro_batch)
         except NonFiniteLoss as e:
             self.metrics.append({"epoch": epoch + 1, "train_loss": "nan", "nonfinite_steps": 1,
                                  "note": f"stopped: non-finite loss at step {e.step}"})
@@ -148,6 +148,9 @@ class Trainer:
         self.images_skipped += stats.skipped_images
         check_bad_images(self.images_skipped, self.images_seen, cfg.run.max_bad_image_fraction)
         return stats
+
+    def _seed_micro_batch(self, step: int, micro_step: int) -> None:
+        seeds.seed_generators(seeds.micro_batch(self.cfg.train.seed, step, micro_step, self.dist.rank))
 
     def _end_epoch(self, epoch: int, stats) -> None:
         """Evaluate when due (always after the last epoch), record the epoch, checkpoint."""
