@@ -10,8 +10,8 @@ from rsb.runtime import distributed
 from rsb.runtime import precision
 from rsb.run import folder as run_folder
 from rsb.config import Config, to_dict, to_yaml
-from rsb.data.folder import check_bad_images
 from rsb.data import seeds
+from rsb.errors import UserError
 from rsb.training.engine import NonFiniteLoss, evaluate, train_one_epoch
 from rsb.training.parts import build_parts, open_training_data
 from rsb.training.plan import derived_dict, resolve, resolved_document, run_environment, startup_lines
@@ -183,6 +183,15 @@ class Trainer:
         if self.main:
             run_folder.write_json(self.out / run_folder.SUMMARY, summary)
         return summary
+
+
+def check_bad_images(skipped: int, seen: int, max_fraction: float) -> None:
+    """Stop a run whose unreadable images exceed `max_fraction` of the samples seen (run.max_bad_image_fraction;
+    each was reported, by where it lives, when the dataset replaced it by the next image)."""
+    if skipped > max(1, max_fraction * seen):
+        raise UserError(f"{skipped} of {seen} training samples were unreadable images (more than "
+                        f"run.max_bad_image_fraction={max_fraction}); see the warnings above for their paths and "
+                        f"fix or remove them.")
 
 
 def train(cfg: Config, env: RunEnv) -> dict:
