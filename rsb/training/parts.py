@@ -8,7 +8,7 @@ from pathlib import Path
 
 import torch
 
-from rsb.run.checkpoint import EMA_KEY, ema_state
+from rsb.run.record import CheckpointRecord
 from rsb.config import SAMPLE_SCALE_FILES, Config, describe_overlay, sample_scale
 from rsb.data.cifar import looks_like_cifar as cifar_like
 from rsb.data import seeds
@@ -85,20 +85,20 @@ class TrainingParts:
         self.model = wrap_for_training(self.model, dist.device, dist.distributed, compile)
 
     def state_dict(self) -> dict:
-        """The learned state of the parts, as a checkpoint stores it."""
+        """The learned state of the parts, as rsb.run.record.CheckpointRecord fields."""
         return {"model": unwrap(self.model).state_dict(), "optimizer": self.optimizer.state_dict(),
                 "scaler": self.scaler.state_dict() if self.scaler else None,
-                EMA_KEY: self.ema.module.state_dict() if self.ema else None,
+                "ema": self.ema.module.state_dict() if self.ema else None,
                 "schedule": self.schedule.state_dict(), "pixel_mean": self.pixel_mean}
 
-    def load_state_dict(self, ckpt: dict, source: str) -> None:
-        load_state_dict_checked(unwrap(self.model), ckpt["model"], source)
-        self.optimizer.load_state_dict(ckpt["optimizer"])
-        if self.scaler is not None and ckpt.get("scaler"):
-            self.scaler.load_state_dict(ckpt["scaler"])
-        if self.ema is not None and (ema := ema_state(ckpt)):
-            self.ema.module.load_state_dict(ema)
-        self.schedule.load_state_dict(ckpt.get("schedule") or {})
+    def load_state_dict(self, record: CheckpointRecord) -> None:
+        load_state_dict_checked(unwrap(self.model), record.model, f"checkpoint {record.path}")
+        self.optimizer.load_state_dict(record.optimizer)
+        if self.scaler is not None and record.scaler:
+            self.scaler.load_state_dict(record.scaler)
+        if self.ema is not None and record.ema:
+            self.ema.module.load_state_dict(record.ema)
+        self.schedule.load_state_dict(record.schedule or {})
 
     def weights_finite(self) -> bool:
         return all(torch.isfinite(p).all() for p in unwrap(self.model).parameters())

@@ -1,19 +1,23 @@
-"""One training run: the epoch loop over the parts of rsb.training.parts, checkpointed by rsb.run.checkpoint."""
+"""One training run: the epoch loop over the parts of rsb.training.parts, checkpointed as rsb.run.record's
+records by rsb.run.checkpoint_manager."""
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from rsb.run import checkpoint
 from rsb.runtime import distributed
 from rsb.runtime import precision
 from rsb.run import folder as run_folder
+from rsb.run import rng_state
+from rsb.run.checkpoint_manager import CheckpointManager, find_resume
+from rsb.run.record import CheckpointRecord
 from rsb.config import Config, to_dict, to_yaml
 from rsb.data import seeds
 from rsb.errors import UserError
 from rsb.training.engine import NonFiniteLoss, evaluate, train_one_epoch
 from rsb.training.parts import build_parts, open_training_data
+from rsb.training.state import TrainState
 from rsb.training.plan import derived_dict, resolve, resolved_document, run_environment, startup_lines
 from rsb.run.log import MetricsLog, Progress, epoch_row, run_summary
 from rsb.run.trackers import TerminalCopy, Trackers
@@ -40,9 +44,9 @@ class Trainer:
         self.out = Path(env.output)
         self.stop = distributed.StopFlag()
         run = cfg.run
-        self.ckpts = checkpoint.CheckpointManager(self.out, run.keep_checkpoints, run.checkpoint_every_minutes,
-                                                  run.checkpoint_every_steps, enabled=self.main)
-        self.state = checkpoint.TrainState()
+        self.ckpts = CheckpointManager(self.out, run.keep_checkpoints, run.checkpoint_every_minutes,
+                                       run.checkpoint_every_steps, enabled=self.main)
+        self.state = TrainState()
         self.metrics = MetricsLog(self.out, enabled=self.main, curves_title=f"{cfg.name}: {self.out.name}")
         self.last_val: dict = {}                     # the latest evaluation, for summary.json
         self.images_seen = self.images_skipped = 0   # for run.max_bad_image_fraction
@@ -63,31 +67,32 @@ class Trainer:
 
     def _maybe_resume(self) -> None:
         if self.env.resume is not None:
-            path, ckpt = self.env.resume, checkpoint.load(self.env.resume)
+            record = CheckpointRecord.read(self.env.resume)
         else:
-            found = self.ckpts.find_resume()  # last.pt, or an older one if it is unreadable
-            if found is None:
+            record = find_resume(self.out)  # last.pt, or an older one if it is unreadable
+            if record is None:
                 return
-            path, ckpt = found
-        changed = checkpoint.check_same_recipe(ckpt, self.cfg, path, self.env.resume_changed)
+        record.check_resumable()
+        changed = record.check_same_recipe(self.cfg, self.env.resume_changed)
         if changed:
-            self.log(f"resuming {path} with changed recipe values, as --resume-changed asks: {', '.join(changed)}")
-        self.parts.load_state_dict(ckpt, f"checkpoint {path}")
-        self.state = st = checkpoint.TrainState.from_checkpoint(ckpt)
-        if ckpt.get("rng"):
-            checkpoint.set_rng_state(ckpt["rng"])
+            self.log(f"resuming {record.path} with changed recipe values, as --resume-changed asks: "
+                     f"{', '.join(changed)}")
+        self.parts.load_state_dict(record)
+        self.state = st = TrainState.from_record(record)
+        if record.rng:
+            rng_state.restore(record.rng)
         self.metrics.truncate_after(st.epoch)
         where = f"epoch {st.epoch + 1}" + (f", step {st.epoch_step}" if st.epoch_step else "")
-        self.log(f"resumed from {path}: continuing at {where} (global step {st.step})")
+        self.log(f"resumed from {record.path}: continuing at {where} (global step {st.step})")
 
     def save(self, is_best: bool = False) -> None:
         """Checkpoint the run where self.state says it is (an epoch's end when epoch_step is 0)."""
         if self.main and not self.parts.weights_finite():
             raise NonFiniteLoss(self.state.step)  # never save non-finite weights
-        ckpt = {**self.parts.state_dict(), **self.state.as_dict(), "config": to_dict(self.cfg),
-                "derived": derived_dict(self.derived), "rng": checkpoint.rng_state(),
-                "model_name": self.cfg.model.name, "format": "rsb-1"} if self.main else {}
-        self.ckpts.save(ckpt, epoch_end=self.state.epoch_step == 0, is_best=is_best)
+        record = CheckpointRecord(**self.parts.state_dict(), **self.state.record_fields(),
+                                  config=to_dict(self.cfg), derived=derived_dict(self.derived),
+                                  rng=rng_state.capture(), model_name=self.cfg.model.name) if self.main else None
+        self.ckpts.save(record, epoch_end=self.state.epoch_step == 0, is_best=is_best)
 
     def _after_step(self, steps_done: int) -> bool:
         """After each optimizer step: advance the state, a mid-epoch checkpoint when due (the epoch's end has its
