@@ -13,19 +13,24 @@ def _no_best() -> dict:
 
 @dataclass
 class TrainState:
-    """Where a run is: completed epochs, optimizer steps into the current one, steps in all, the best
-    evaluation so far. The loop advances it after every optimizer step."""
-    epoch: int = 0
-    epoch_step: int = 0
-    step: int = 0
+    """The optimizer steps are counted in one place, the engine (rsb.training.engine.train_one_epoch), which
+    reports the global step after each one; the state records it (reached) and keeps the step the current epoch
+    began at, from which the steps into the epoch follow."""
+    epoch: int = 0          # completed epochs
+    step: int = 0           # optimizer steps in all
+    epoch_start: int = 0    # the global step the current epoch began at
     best: dict = field(default_factory=_no_best)
 
-    def advance(self) -> None:
-        self.epoch_step += 1
-        self.step += 1
+    @property
+    def epoch_step(self) -> int:
+        """Optimizer steps into the current epoch."""
+        return self.step - self.epoch_start
+
+    def reached(self, step: int) -> None:
+        self.step = step
 
     def end_epoch(self) -> None:
-        self.epoch, self.epoch_step = self.epoch + 1, 0
+        self.epoch, self.epoch_start = self.epoch + 1, self.step
 
     def record_fields(self) -> dict:
         """The CheckpointRecord fields of this state."""
@@ -33,4 +38,5 @@ class TrainState:
 
     @classmethod
     def from_record(cls, record: CheckpointRecord) -> "TrainState":
-        return cls(record.epoch, record.epoch_step or 0, record.step, record.best or _no_best())
+        epoch_step = record.epoch_step or 0
+        return cls(record.epoch, record.step, record.step - epoch_step, record.best or _no_best())

@@ -94,10 +94,10 @@ class Trainer:
                                   rng=rng_state.capture(), model_name=self.cfg.model.name) if self.main else None
         self.ckpts.save(record, epoch_end=self.state.epoch_step == 0, is_best=is_best)
 
-    def _after_step(self, steps_done: int) -> bool:
-        """After each optimizer step: advance the state, a mid-epoch checkpoint when due (the epoch's end has its
-        own); True when a signal asks to stop."""
-        self.state.advance()
+    def _after_step(self, step: int) -> bool:
+        """After each optimizer step (`step`: the global step reached, as the engine counts): record it, a
+        mid-epoch checkpoint when due (the epoch's end has its own); True when a signal asks to stop."""
+        self.state.reached(step)
         if self.state.epoch_step < self.derived.steps_in_epoch(self.state.epoch) and self.ckpts.due(self.state.step):
             self.save()
         return self.stop.agreed(self.dist)
