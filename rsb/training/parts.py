@@ -93,6 +93,7 @@ class TrainingParts:
 
     def load_state_dict(self, record: CheckpointRecord) -> None:
         load_state_dict_checked(unwrap(self.model), record.model, f"checkpoint {record.path}")
+        record.check_resumable()  # after the weights, so that a checkpoint of another model is named as such
         self.optimizer.load_state_dict(record.optimizer)
         if self.scaler is not None and record.scaler:
             self.scaler.load_state_dict(record.scaler)

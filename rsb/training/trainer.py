@@ -72,7 +72,6 @@ class Trainer:
             record = find_resume(self.out)  # last.pt, or an older one if it is unreadable
             if record is None:
                 return
-        record.check_resumable()
         changed = record.check_same_recipe(self.cfg, self.env.resume_changed)
         if changed:
             self.log(f"resuming {record.path} with changed recipe values, as --resume-changed asks: "

@@ -102,6 +102,17 @@ def test_train_resume_refuses_an_unknown_format_with_exit_status_2(tmp_path, cap
                    f"'rsb-1'); score or resume it with the rsb version that wrote it."]
 
 
+def test_train_resume_from_bare_weights_is_one_sentence(tmp_path, capsys):
+    """The weights fit the model (a checkpoint of another model is named as such first), but there is nothing to
+    continue from."""
+    p = tmp_path / "weights.pt"
+    torch.save({"model": load(OLD)["model"]}, p)
+    assert train.main([*OLD_COMMAND, "--resume", str(p), "--output", str(tmp_path / "run"), "--quiet"]) == 2
+    assert capsys.readouterr().err.strip().splitlines() == [
+        f"error: checkpoint {p} holds weights only (no optimizer state or training position), so a run cannot "
+        f"resume from it; resume from a checkpoint train.py wrote, or give a new --output to start a run."]
+
+
 def test_a_checkpoint_written_before_the_record_resumes(tmp_path, capsys):
     out = tmp_path / "run"
     assert train.main([*OLD_COMMAND, "--resume", str(OLD), "--output", str(out)]) == 0
