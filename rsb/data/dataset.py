@@ -13,23 +13,13 @@ Unlike timm's iterable wds/hfds readers, whose order comes from shuffle buffers 
 """
 from __future__ import annotations
 
-import random
 import sys
 
 import numpy as np
-import torch
 
+from rsb.data import seeds
 from rsb.data.decode import UnreadableImage, load_rgb
 from rsb.errors import UserError
-
-
-def _seed_augmentation(seed: int) -> None:
-    # timm's transforms draw from the global python, numpy and torch (CPU) generators. Only the CPU generator is
-    # seeded: torch.manual_seed also queues a lazy CUDA seed with a formatted stack trace, ~0.4 ms per sample in a
-    # loader worker (benchmarks/input_pipeline.py); the CPU stream it gives is the same.
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.default_generator.manual_seed(seed)
 
 
 class SourceDataset:
@@ -50,7 +40,7 @@ class SourceDataset:
         i = item
         if isinstance(item, tuple):  # (index, sample seed) from RepeatedAugSampler
             i, sample_seed = item
-            _seed_augmentation(sample_seed)
+            seeds.seed_generators(sample_seed, devices=False)  # loader workers draw on the CPU only
         for skipped in range(min(len(self), 100)):
             j = (i + skipped) % len(self)
             where = self.index.where(j)

@@ -20,15 +20,6 @@ IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 WNID = re.compile(r"^n\d{8}$")  # an ImageNet WordNet-id class folder such as n01440764
 
 
-def check_bad_images(skipped: int, seen: int, max_fraction: float) -> None:
-    """Stop a run whose unreadable images exceed `max_fraction` of the samples seen (each was reported, by path,
-    when it was replaced by the next image)."""
-    if skipped > max(1, max_fraction * seen):
-        raise UserError(f"{skipped} of {seen} training samples were unreadable images (more than "
-                        f"run.max_bad_image_fraction={max_fraction}); see the warnings above for their paths and "
-                        f"fix or remove them.")
-
-
 def class_folders(root: Path) -> list[str]:
     """The sorted class folder names of an ImageNet-layout folder (the labels' order), without reading images."""
     return sorted(e.name for e in os.scandir(root) if e.is_dir() and not e.name.startswith("."))

@@ -7,7 +7,8 @@ from torch.utils.data import DataLoader
 from rsb.config import Config
 from rsb.data.dataset import SourceDataset
 from rsb.data.layout import open_splits
-from rsb.data.sampler import RepeatedAugSampler, seed_for
+from rsb.data import seeds
+from rsb.data.sampler import RepeatedAugSampler
 from rsb.data.malloc import keep_freed_memory_in_heap
 from rsb.data.transforms import collate_uint8, eval_transform, train_pipeline
 
@@ -50,7 +51,7 @@ class TrainLoader:
 
     def epoch(self, epoch: int, start_sample: int = 0):
         self.sampler.set_epoch(epoch, start_sample)
-        self.generator.manual_seed(seed_for(self.seed, epoch, self.rank, 1))
+        self.generator.manual_seed(seeds.loader(self.seed, epoch, self.rank))
         return iter(self.loader)
 
 

@@ -26,10 +26,7 @@ import numpy as np
 import torch
 from torch.utils.data import Sampler
 
-
-def seed_for(*parts: int) -> int:
-    """A 63-bit seed that depends on every part (no collisions between e.g. (seed 1, epoch 0) and (0, 1))."""
-    return int(np.random.SeedSequence([int(p) for p in parts]).generate_state(2, np.uint64)[0] >> np.uint64(1))
+from rsb.data import seeds
 
 
 def lane_count(world: int, accum_steps: int, repeats: int) -> int:
@@ -73,7 +70,7 @@ class RepeatedAugSampler(Sampler[int]):
     def order(self) -> torch.Tensor:
         """The epoch's repeated order: a (seed, epoch) shuffle, each index `repeats` times in a row."""
         if self.shuffle:
-            g = torch.Generator().manual_seed(seed_for(self.seed, self.epoch))
+            g = torch.Generator().manual_seed(seeds.data_order(self.seed, self.epoch))
             order = torch.randperm(self.n, generator=g)
         else:
             order = torch.arange(self.n)
@@ -88,7 +85,7 @@ class RepeatedAugSampler(Sampler[int]):
         process's epoch); the dataset seeds the sample's augmentation with it, so an image's augmentation does
         not depend on which worker decodes it or on where a resumed run restarted: resuming mid-epoch
         reproduces the uninterrupted run exactly."""
-        base = seed_for(self.seed, self.epoch, self.rank, 2)
+        base = seeds.sample_base(self.seed, self.epoch, self.rank)
         for pos, index in enumerate(self.indices()[self.start:], start=self.start):
             yield index, (base + pos) % 2**63
 

@@ -15,14 +15,15 @@ from pathlib import Path
 import torch
 from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD, resolve_data_config
 
-from rsb.run import checkpoint
+from rsb.run import folder as run_folder
+from rsb.run.record import CheckpointRecord
 from rsb.config import ModelConfig
 from rsb.errors import UserError
 from rsb.models.factory import create_model, load_state_dict_checked
 
 # timm's published evaluation of the RSB weights (and the recipes' test settings): 224, crop 0.95, bicubic.
 DEFAULT_SIZE, DEFAULT_CROP, DEFAULT_INTERPOLATION = 224, 0.95, "bicubic"
-RUN_FOLDER_FILES = (checkpoint.LAST, checkpoint.BEST)
+RUN_FOLDER_FILES = (run_folder.LAST, run_folder.BEST)
 
 
 @dataclass
@@ -113,12 +114,12 @@ def settings_from_config(config: dict) -> EvalSettings:
 
 
 def from_checkpoint(path: Path, ema: bool = False) -> Scorable:
-    ckpt = checkpoint.load(path)
-    config = ckpt.get("config") or {}
+    record = CheckpointRecord.read(path)
+    config = record.config or {}
     mcfg = config.get("model") or {}
-    name = mcfg.get("name") or ckpt.get("model_name") or "resnet50"
+    name = mcfg.get("name") or record.model_name or "resnet50"
     num_classes = int(mcfg.get("num_classes", 1000))
-    weights = checkpoint.ema_state(ckpt) if ema else ckpt["model"]
+    weights = record.ema if ema else record.model
     if weights is None:  # EMA weights asked for, but the run kept none
         raise UserError(f"checkpoint {path} holds no EMA weights (its run had train.ema=false).")
     model = create_model(ModelConfig(name=name, num_classes=num_classes))
@@ -126,11 +127,11 @@ def from_checkpoint(path: Path, ema: bool = False) -> Scorable:
     train = config.get("train") or {}
     amp = str(train.get("amp_dtype", "bfloat16")) if train.get("amp", True) else None
     # "epoch" counts completed epochs (a mid-epoch checkpoint also records its step within the next one).
-    meta = {"run": path.parent.name, "recipe": config.get("name"), "model": name, "epoch": ckpt.get("epoch"),
-            "seed": train.get("seed"), "epoch_step": ckpt.get("epoch_step") or 0}
+    meta = {"run": path.parent.name, "recipe": config.get("name"), "model": name, "epoch": record.epoch,
+            "seed": train.get("seed"), "epoch_step": record.epoch_step or 0}
     dataset = str((config.get("data") or {}).get("dataset", "imagenet"))
     return Scorable(path, model, num_classes, settings_from_config(config), amp,
-                    bool(mcfg.get("channels_last", True)), meta, dataset, ckpt.get("pixel_mean"))
+                    bool(mcfg.get("channels_last", True)), meta, dataset, record.pixel_mean)
 
 
 def load_weights_file(path: Path) -> dict:

@@ -47,9 +47,10 @@ def autocast(device: torch.device, dtype: torch.dtype | None):
 def train_one_epoch(model, batches, prep, loss_fn, optimizer, schedule, *, device, first_step: int,
                     steps: int, accum_steps: int = 1, amp_dtype=None, scaler=None, clip_grad: float | None = None,
                     ema=None, progress=None, world_size: int = 1, skip_nonfinite: bool = False,
-                    after_step=lambda steps_done: False, seed_micro_batch=None) -> EpochStats:
+                    after_step=lambda step: False, seed_micro_batch=None) -> EpochStats:
     """Run `steps` optimizer steps (each of `accum_steps` micro-batches) from global step `first_step`.
-    `after_step(steps_done)` runs after every optimizer step (checkpoints, signals); True stops the epoch.
+    This loop is where optimizer steps are counted: `after_step(step)` runs after every one with the global step
+    reached (the trainer records it, checkpoints, checks signals); True stops the epoch.
     `seed_micro_batch(step, k)` runs before the k-th micro-batch of optimizer step `step`: the random draws on
     the device (Mixup/CutMix, random erasing, stochastic depth) then depend on where the run is, not on the
     history of the process's generators, so a run resumed mid-epoch draws what an uninterrupted one draws, on
@@ -118,7 +119,7 @@ def train_one_epoch(model, batches, prep, loss_fn, optimizer, schedule, *, devic
                 accuracy.report_error(schedule, step, world_size)
             if progress is not None:
                 progress.step(step, lambda: (loss_sum / max(1, micro - nonfinite)).item(), lr, seen)
-            if after_step(step - first_step):
+            if after_step(step):
                 break
     check_finite()
     seconds = time.perf_counter() - start

@@ -3,16 +3,15 @@ schedule, gradient scaler, loss, loaders and on-device batch preparation; and ho
 checkpoint and come back out of one."""
 from __future__ import annotations
 
-import random
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
 
-from rsb.run.checkpoint import EMA_KEY, ema_state
+from rsb.run.record import CheckpointRecord
 from rsb.config import SAMPLE_SCALE_FILES, Config, describe_overlay, sample_scale
 from rsb.data.cifar import looks_like_cifar as cifar_like
+from rsb.data import seeds
 from rsb.data.batch import DeviceBatch
 from rsb.data.loader import TrainLoader, eval_loader, imagenet_splits
 from rsb.data.sample import ensure_sample_dataset
@@ -57,12 +56,6 @@ def _cifar_sets(root, cfg: Config, log):
     return train, val
 
 
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
-
-
 def set_determinism(deterministic: bool, device: torch.device) -> None:
     """Deterministic kernels for runs that must repeat bit for bit; else let cuDNN pick the fastest ones."""
     if deterministic:
@@ -92,20 +85,21 @@ class TrainingParts:
         self.model = wrap_for_training(self.model, dist.device, dist.distributed, compile)
 
     def state_dict(self) -> dict:
-        """The learned state of the parts, as a checkpoint stores it."""
+        """The learned state of the parts, as rsb.run.record.CheckpointRecord fields."""
         return {"model": unwrap(self.model).state_dict(), "optimizer": self.optimizer.state_dict(),
                 "scaler": self.scaler.state_dict() if self.scaler else None,
-                EMA_KEY: self.ema.module.state_dict() if self.ema else None,
+                "ema": self.ema.module.state_dict() if self.ema else None,
                 "schedule": self.schedule.state_dict(), "pixel_mean": self.pixel_mean}
 
-    def load_state_dict(self, ckpt: dict, source: str) -> None:
-        load_state_dict_checked(unwrap(self.model), ckpt["model"], source)
-        self.optimizer.load_state_dict(ckpt["optimizer"])
-        if self.scaler is not None and ckpt.get("scaler"):
-            self.scaler.load_state_dict(ckpt["scaler"])
-        if self.ema is not None and (ema := ema_state(ckpt)):
-            self.ema.module.load_state_dict(ema)
-        self.schedule.load_state_dict(ckpt.get("schedule") or {})
+    def load_state_dict(self, record: CheckpointRecord) -> None:
+        load_state_dict_checked(unwrap(self.model), record.model, f"checkpoint {record.path}")
+        record.check_resumable()  # after the weights, so that a checkpoint of another model is named as such
+        self.optimizer.load_state_dict(record.optimizer)
+        if self.scaler is not None and record.scaler:
+            self.scaler.load_state_dict(record.scaler)
+        if self.ema is not None and record.ema:
+            self.ema.module.load_state_dict(record.ema)
+        self.schedule.load_state_dict(record.schedule or {})
 
     def weights_finite(self) -> bool:
         return all(torch.isfinite(p).all() for p in unwrap(self.model).parameters())
@@ -117,7 +111,7 @@ def build_parts(cfg: Config, derived: Derived, prec: Precision, dist: DistContex
     train_idx, val_idx: what open_training_data gives (folder indexes, or CIFAR-10 arrays)."""
     device = dist.device
     set_determinism(cfg.run.deterministic, device)
-    seed_everything(cfg.train.seed)
+    seeds.seed_generators(cfg.train.seed)
     model = prepare_model(create_model(cfg.model), device, cfg.model.channels_last)
     ema = None
     if cfg.train.ema:

@@ -1,20 +1,24 @@
-"""One training run: the epoch loop over the parts of rsb.training.parts, checkpointed by rsb.run.checkpoint."""
+"""One training run: the epoch loop over the parts of rsb.training.parts, checkpointed as rsb.run.record's
+records by rsb.run.checkpoint_manager."""
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from rsb.run import checkpoint
 from rsb.runtime import distributed
 from rsb.runtime import precision
 from rsb.runtime.signals import StopFlag
 from rsb.run import folder as run_folder
+from rsb.run import rng_state
+from rsb.run.checkpoint_manager import CheckpointManager, find_resume
+from rsb.run.record import CheckpointRecord
 from rsb.config import Config, to_dict, to_yaml
-from rsb.data.folder import check_bad_images
-from rsb.data.sampler import seed_for
+from rsb.data import seeds
+from rsb.errors import UserError
 from rsb.training.engine import NonFiniteLoss, evaluate, train_one_epoch
-from rsb.training.parts import build_parts, open_training_data, seed_everything
+from rsb.training.parts import build_parts, open_training_data
+from rsb.training.state import TrainState
 from rsb.training.plan import derived_dict, resolve, resolved_document, run_environment, startup_lines
 from rsb.run.console import Progress, TerminalCopy
 from rsb.run.metrics import MetricsLog, epoch_row, run_summary
@@ -42,9 +46,9 @@ class Trainer:
         self.out = Path(env.output)
         self.stop = StopFlag()
         run = cfg.run
-        self.ckpts = checkpoint.CheckpointManager(self.out, run.keep_checkpoints, run.checkpoint_every_minutes,
-                                                  run.checkpoint_every_steps, enabled=self.main)
-        self.state = checkpoint.TrainState()
+        self.ckpts = CheckpointManager(self.out, run.keep_checkpoints, run.checkpoint_every_minutes,
+                                       run.checkpoint_every_steps, enabled=self.main)
+        self.state = TrainState()
         self.metrics = MetricsLog(self.out, enabled=self.main, curves_title=f"{cfg.name}: {self.out.name}")
         self.last_val: dict = {}                     # the latest evaluation, for summary.json
         self.images_seen = self.images_skipped = 0   # for run.max_bad_image_fraction
@@ -65,36 +69,36 @@ class Trainer:
 
     def _maybe_resume(self) -> None:
         if self.env.resume is not None:
-            path, ckpt = self.env.resume, checkpoint.load(self.env.resume)
+            record = CheckpointRecord.read(self.env.resume)
         else:
-            found = self.ckpts.find_resume()  # last.pt, or an older one if it is unreadable
-            if found is None:
+            record = find_resume(self.out)  # last.pt, or an older one if it is unreadable
+            if record is None:
                 return
-            path, ckpt = found
-        changed = checkpoint.check_same_recipe(ckpt, self.cfg, path, self.env.resume_changed)
+        changed = record.check_same_recipe(self.cfg, self.env.resume_changed)
         if changed:
-            self.log(f"resuming {path} with changed recipe values, as --resume-changed asks: {', '.join(changed)}")
-        self.parts.load_state_dict(ckpt, f"checkpoint {path}")
-        self.state = st = checkpoint.TrainState.from_checkpoint(ckpt)
-        if ckpt.get("rng"):
-            checkpoint.set_rng_state(ckpt["rng"])
+            self.log(f"resuming {record.path} with changed recipe values, as --resume-changed asks: "
+                     f"{', '.join(changed)}")
+        self.parts.load_state_dict(record)
+        self.state = st = TrainState.from_record(record)
+        if record.rng:
+            rng_state.restore(record.rng)
         self.metrics.truncate_after(st.epoch)
         where = f"epoch {st.epoch + 1}" + (f", step {st.epoch_step}" if st.epoch_step else "")
-        self.log(f"resumed from {path}: continuing at {where} (global step {st.step})")
+        self.log(f"resumed from {record.path}: continuing at {where} (global step {st.step})")
 
     def save(self, is_best: bool = False) -> None:
         """Checkpoint the run where self.state says it is (an epoch's end when epoch_step is 0)."""
         if self.main and not self.parts.weights_finite():
             raise NonFiniteLoss(self.state.step)  # never save non-finite weights
-        ckpt = {**self.parts.state_dict(), **self.state.as_dict(), "config": to_dict(self.cfg),
-                "derived": derived_dict(self.derived), "rng": checkpoint.rng_state(),
-                "model_name": self.cfg.model.name, "format": "rsb-1"} if self.main else {}
-        self.ckpts.save(ckpt, epoch_end=self.state.epoch_step == 0, is_best=is_best)
+        record = CheckpointRecord(**self.parts.state_dict(), **self.state.record_fields(),
+                                  config=to_dict(self.cfg), derived=derived_dict(self.derived),
+                                  rng=rng_state.capture(), model_name=self.cfg.model.name) if self.main else None
+        self.ckpts.save(record, epoch_end=self.state.epoch_step == 0, is_best=is_best)
 
-    def _after_step(self, steps_done: int) -> bool:
-        """After each optimizer step: advance the state, a mid-epoch checkpoint when due (the epoch's end has its
-        own); True when a signal asks to stop."""
-        self.state.advance()
+    def _after_step(self, step: int) -> bool:
+        """After each optimizer step (`step`: the global step reached, as the engine counts): record it, a
+        mid-epoch checkpoint when due (the epoch's end has its own); True when a signal asks to stop."""
+        self.state.reached(step)
         if self.state.epoch_step < self.derived.steps_in_epoch(self.state.epoch) and self.ckpts.due(self.state.step):
             self.save()
         return self.stop.agreed(self.dist)
@@ -140,7 +144,7 @@ class Trainer:
                 first_step=st.step, steps=der.steps_in_epoch(epoch) - st.epoch_step, accum_steps=der.accum_steps,
                 amp_dtype=self.precision.dtype, scaler=p.scaler, clip_grad=p.clip, ema=p.ema, progress=progress,
                 world_size=d.world_size, skip_nonfinite=cfg.run.nonfinite == "skip", after_step=self._after_step,
-                seed_micro_batch=lambda step, k: seed_everything(seed_for(cfg.train.seed, step, k, d.rank, 3)))
+                seed_micro_batch=self._seed_micro_batch)
         except NonFiniteLoss as e:
             self.metrics.append({"epoch": epoch + 1, "train_loss": "nan", "nonfinite_steps": 1,
                                  "note": f"stopped: non-finite loss at step {e.step}"})
@@ -150,6 +154,9 @@ class Trainer:
         self.images_skipped += stats.skipped_images
         check_bad_images(self.images_skipped, self.images_seen, cfg.run.max_bad_image_fraction)
         return stats
+
+    def _seed_micro_batch(self, step: int, micro_step: int) -> None:
+        seeds.seed_generators(seeds.micro_batch(self.cfg.train.seed, step, micro_step, self.dist.rank))
 
     def _end_epoch(self, epoch: int, stats) -> None:
         """Evaluate when due (always after the last epoch), record the epoch, checkpoint."""
@@ -182,6 +189,15 @@ class Trainer:
         if self.main:
             run_folder.write_json(self.out / run_folder.SUMMARY, summary)
         return summary
+
+
+def check_bad_images(skipped: int, seen: int, max_fraction: float) -> None:
+    """Stop a run whose unreadable images exceed `max_fraction` of the samples seen (run.max_bad_image_fraction;
+    each was reported, by where it lives, when the dataset replaced it by the next image)."""
+    if skipped > max(1, max_fraction * seen):
+        raise UserError(f"{skipped} of {seen} training samples were unreadable images (more than "
+                        f"run.max_bad_image_fraction={max_fraction}); see the warnings above for their paths and "
+                        f"fix or remove them.")
 
 
 def train(cfg: Config, env: RunEnv) -> dict:

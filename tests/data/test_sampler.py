@@ -10,7 +10,8 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from rsb.data.sampler import RepeatedAugSampler, lane_count, samples_per_process, seed_for
+from rsb.data.sampler import RepeatedAugSampler, lane_count, samples_per_process
+from rsb.data.seeds import seed_for
 
 
 def make(n, world=1, rank=0, repeats=3, seed=0, epoch=0, batch=1, accum=1, shuffle=True, start=0):

@@ -11,12 +11,12 @@ import torch
 from PIL import Image
 
 from rsb.config import load_recipe
-from rsb.data.dataset import _seed_augmentation
 from rsb.data.folder import ImageFolderIndex
 from rsb.data.loader import train_dataset
+from rsb.data.seeds import seed_generators
 
 
-def _old_seed(seed: int) -> None:  # the previous _seed_augmentation
+def _old_seed(seed: int) -> None:  # the per-sample seeding before the speed change
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
@@ -26,7 +26,7 @@ def test_cpu_generator_stream_is_torch_manual_seed_stream():
     for seed in (0, 1, 2**40 + 7, 2**63 - 1):
         _old_seed(seed)
         expected = (random.random(), np.random.rand(), torch.rand(4), torch.randint(0, 10**6, (3,)))
-        _seed_augmentation(seed)
+        seed_generators(seed, devices=False)  # as the dataset seeds each sample
         got = (random.random(), np.random.rand(), torch.rand(4), torch.randint(0, 10**6, (3,)))
         assert expected[0] == got[0] and expected[1] == got[1]
         assert torch.equal(expected[2], got[2]) and torch.equal(expected[3], got[3])
