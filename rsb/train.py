@@ -116,11 +116,11 @@ def run(args: argparse.Namespace) -> int:
         print(print_config(cfg, sample, args.device), end="")
         return 0
     name = Path(args.recipe).stem + ("-sample" if sample else "")
-    env = trainer.RunEnv(data=args.data, output=args.output or Path("runs") / name,
-                         workers=args.workers if args.workers is not None else default_workers(),
-                         device=args.device, resume=args.resume, resume_changed=args.resume_changed,
-                         quiet=args.quiet, val_labels=args.val_labels)
-    summary = trainer.train(cfg, env)
+    launch = trainer.LaunchOptions(data=args.data, output=args.output or Path("runs") / name,
+                                   workers=args.workers if args.workers is not None else default_workers(),
+                                   device=args.device, resume=args.resume, resume_changed=args.resume_changed,
+                                   quiet=args.quiet, val_labels=args.val_labels)
+    summary = trainer.train(cfg, launch)
     if summary.get("final_val_top1") is not None:
         print(f"done: final val top-1 {summary['final_val_top1']:.2f}% "
               f"(best {summary['best_val_top1']:.2f}% at epoch {summary['best_epoch']}); "

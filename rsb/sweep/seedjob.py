@@ -65,7 +65,7 @@ class SeedJob:
     def __call__(self) -> dict:
         # torch loads here, where the job runs, not in the commands that submit or follow it
         from rsb.runtime.cpus import default_workers
-        from rsb.training.trainer import RunEnv, train
+        from rsb.training.trainer import LaunchOptions, train
         p = self.params
         rank, world, job_id, requeue_signal = self._environment()
         run_dir = self.run_dir
@@ -76,7 +76,7 @@ class SeedJob:
         try:
             cfg = seed_config(p["recipe"], p["overrides"], p["data"] is None, p["seed"])
             workers = p["workers"] if p["workers"] is not None else default_workers(p["cpu_share"])  # train.py's rule
-            env = RunEnv(data=Path(p["data"]) if p["data"] else None, output=run_dir, workers=workers,
+            env = LaunchOptions(data=Path(p["data"]) if p["data"] else None, output=run_dir, workers=workers,
                          device=p["device"], resume_changed=p["resume_changed"],
                          val_labels=Path(p["val_labels"]) if p.get("val_labels") else None)
             return train(cfg, env)

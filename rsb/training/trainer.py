@@ -26,8 +26,9 @@ from rsb.run.trackers import Trackers
 
 
 @dataclass
-class RunEnv:
-    """The environment of a run (from command-line flags), as opposed to the recipe."""
+class LaunchOptions:
+    """What the command line says about this launch (data, output, workers, device, resume), as opposed to the
+    recipe."""
     data: Path | None = None          # None: the built-in sample data at sample scale
     output: Path | None = None
     workers: int = 4
@@ -39,11 +40,11 @@ class RunEnv:
 
 
 class Trainer:
-    def __init__(self, cfg: Config, env: RunEnv):
-        self.cfg, self.env = cfg, env
-        self.dist = distributed.init(env.device)
+    def __init__(self, cfg: Config, launch: LaunchOptions):
+        self.cfg, self.launch = cfg, launch
+        self.dist = distributed.init(launch.device)
         self.main = self.dist.is_main
-        self.out = Path(env.output)
+        self.out = Path(launch.output)
         self.stop = StopFlag()
         run = cfg.run
         self.ckpts = CheckpointManager(self.out, run.keep_checkpoints, run.checkpoint_every_minutes,
@@ -54,27 +55,27 @@ class Trainer:
         self.images_seen = self.images_skipped = 0   # for run.max_bad_image_fraction
 
     def log(self, msg: str) -> None:
-        if self.main and not self.env.quiet:
+        if self.main and not self.launch.quiet:
             print(msg, flush=True)
 
     def setup(self) -> None:
         cfg, d = self.cfg, self.dist
-        train_idx, val_idx = open_training_data(self.env.data, cfg, self.log, self.env.val_labels)
+        train_idx, val_idx = open_training_data(self.launch.data, cfg, self.log, self.launch.val_labels)
         self.precision = precision.for_config(cfg.train, d.device)
         self.derived = resolve(cfg, d.world_size, len(train_idx), self.precision)
-        self.parts = build_parts(cfg, self.derived, self.precision, d, train_idx, val_idx, self.env.workers)
+        self.parts = build_parts(cfg, self.derived, self.precision, d, train_idx, val_idx, self.launch.workers)
         self._maybe_resume()
         self.trackers = Trackers(self.out, self.main, cfg.run.wandb_project, to_dict(cfg))  # once the run may go on
         self.parts.wrap(d, cfg.model.compile)
 
     def _maybe_resume(self) -> None:
-        if self.env.resume is not None:
-            record = CheckpointRecord.read(self.env.resume)
+        if self.launch.resume is not None:
+            record = CheckpointRecord.read(self.launch.resume)
         else:
             record = find_resume(self.out)  # last.pt, or an older one if it is unreadable
             if record is None:
                 return
-        changed = record.check_same_recipe(self.cfg, self.env.resume_changed)
+        changed = record.check_same_recipe(self.cfg, self.launch.resume_changed)
         if changed:
             self.log(f"resuming {record.path} with changed recipe values, as --resume-changed asks: "
                      f"{', '.join(changed)}")
@@ -128,7 +129,7 @@ class Trainer:
         if self.main:
             self.out.mkdir(parents=True, exist_ok=True)
             run_folder.remove_stale_temporaries(self.out)  # left by a write that was killed
-            doc = resolved_document(self.cfg, self.derived, run_environment(self.env.data, self.env.device))
+            doc = resolved_document(self.cfg, self.derived, run_environment(self.launch.data, self.launch.device))
             run_folder.write_text(self.out / run_folder.RESOLVED, to_yaml(doc))
         for line in startup_lines(self.cfg, self.derived, self.dist.device.type, self.out):
             self.log(line)
@@ -136,7 +137,7 @@ class Trainer:
     def _train_epoch(self, epoch: int):
         cfg, d, der, st, p = self.cfg, self.dist, self.derived, self.state, self.parts
         batches = p.train_loader.epoch(epoch, start_sample=st.epoch_step * der.accum_steps * der.batch_per_device)
-        progress = Progress(self.main and not self.env.quiet, der.total_steps, st.step, cfg.run.log_every,
+        progress = Progress(self.main and not self.launch.quiet, der.total_steps, st.step, cfg.run.log_every,
                             epoch, der.epochs, on_log=self.trackers.step if self.main else None)
         try:
             stats = train_one_epoch(
@@ -200,8 +201,8 @@ def check_bad_images(skipped: int, seen: int, max_fraction: float) -> None:
                         f"fix or remove them.")
 
 
-def train(cfg: Config, env: RunEnv) -> dict:
-    trainer = Trainer(cfg, env)
+def train(cfg: Config, launch: LaunchOptions) -> dict:
+    trainer = Trainer(cfg, launch)
     try:
         with TerminalCopy(trainer.out / run_folder.TRAIN_LOG, enabled=trainer.main):
             trainer.setup()

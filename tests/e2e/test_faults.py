@@ -20,7 +20,7 @@ from tests._tiny import REPO, tiny_data
 from rsb.run import checkpoint
 from rsb.training.engine import NonFiniteLoss
 from rsb.config import build_config
-from rsb.training.trainer import RunEnv, Trainer
+from rsb.training.trainer import LaunchOptions, Trainer
 
 # A small ResNet keeps checkpoints small; every other recipe value is A2's. 12 optimizer steps in all
 # (6 per epoch: 100 images over 3 sampler lanes, 2 batches of 16 each).
@@ -148,7 +148,7 @@ def test_full_disk_stops_with_a_clear_error_and_keeps_the_last_checkpoint(data, 
 
 def _trainer_with_bad_loss(data, out, bad_call: int, extra=()):
     cfg = build_config("a2", [*FAULT_OVERRIDES, *extra], sample=False)
-    trainer = Trainer(cfg, RunEnv(data=data, output=out, workers=0, device="cpu", quiet=True))
+    trainer = Trainer(cfg, LaunchOptions(data=data, output=out, workers=0, device="cpu", quiet=True))
     trainer.setup()
     real, calls = trainer.parts.loss_fn, {"n": 0}
 

@@ -41,10 +41,10 @@ def override(key: str, value) -> str:
 def tiny_cuda_trainer(tmp_path, extra: list[str], model: str = "resnet50"):
     """A set-up Trainer of one epoch (6 optimizer steps) on the tiny sample data, on the GPU."""
     from rsb.config import build_config
-    from rsb.training.trainer import RunEnv, Trainer
+    from rsb.training.trainer import LaunchOptions, Trainer
     cfg = build_config("a2", [*TINY_OVERRIDES, f"model.name={model}", "sched.epochs=1", "sched.warmup_epochs=0",
                               override("checkpoint_every_minutes", 0), *extra], sample=False)
-    trainer = Trainer(cfg, RunEnv(data=tiny_data(tmp_path / "data"), output=tmp_path / "run", workers=0,
+    trainer = Trainer(cfg, LaunchOptions(data=tiny_data(tmp_path / "data"), output=tmp_path / "run", workers=0,
                                   device="cuda", quiet=True))
     trainer.setup()
     assert trainer.dist.device.type == "cuda"

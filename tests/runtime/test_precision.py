@@ -15,7 +15,7 @@ from rsb.config import TrainConfig
 from rsb.training.plan import resolve
 from rsb.config import build_config
 from rsb.training.plan import print_config
-from rsb.training.trainer import RunEnv, train
+from rsb.training.trainer import LaunchOptions, train
 
 CPU = torch.device("cpu")
 
@@ -120,7 +120,7 @@ def test_run_records_the_precision_it_used(branch, request, tmp_path, capsys):
     request.getfixturevalue(branch)
     data = tiny_data(tmp_path / "data")
     out = tmp_path / "run"
-    train(build_config("a2", TINY, sample=False), RunEnv(data=data, output=out, workers=0, device="cpu"))
+    train(build_config("a2", TINY, sample=False), LaunchOptions(data=data, output=out, workers=0, device="cpu"))
     want = "bfloat16" if branch == "native_bf16" else "float32"
     printed = capsys.readouterr().out
     assert f"precision: {want}" in printed

@@ -292,10 +292,10 @@ def test_interrupted_run_with_accumulation_ends_bitwise_equal_to_uninterrupted(d
 
 def _in_process_trainer(data, out, extra):
     from rsb.config import build_config
-    from rsb.training.trainer import RunEnv, Trainer
+    from rsb.training.trainer import LaunchOptions, Trainer
 
     cfg = build_config("a2", [*FAULT_OVERRIDES, *ACCUM_OVERRIDES, *SHORT, *extra], sample=False)
-    trainer = Trainer(cfg, RunEnv(data=data, output=out, workers=0, device="cpu", quiet=True))
+    trainer = Trainer(cfg, LaunchOptions(data=data, output=out, workers=0, device="cpu", quiet=True))
     trainer.setup()
     return trainer
 
