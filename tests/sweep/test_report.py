@@ -1,4 +1,4 @@
-"""The report on sweep folders without training: run folders written here, scores from a stand-in
+"""The report and compare on sweep folders without training: run folders written here, scores from a stand-in
 scorer. What a run cost (summed over resumed parts), the names of the sets scored, and the report's statistics
 unchanged by the move to SciPy."""
 from __future__ import annotations
@@ -11,7 +11,7 @@ import random
 import pytest
 
 from rsb.run import folder as run_folder
-from rsb.sweep import cost, report, stats
+from rsb.sweep import cli, cost, report, scores, stats
 from rsb.sweep.spec import Executor, SweepSpec, run_dir_name, save
 
 METRIC_HEADER = ("epoch,step,train_loss,train_top1,lr,val_top1,val_top5,val_loss,ema_top1,ema_top5,images_per_sec,"
@@ -81,6 +81,30 @@ def test_report_names_the_sample_sets_and_shows_the_cost(tmp_path):
     assert rows[0]["val_set"] == "sample val split" and rows[0]["v2_set"] == "sample"
     assert (rows[0]["val_images"], rows[0]["train_seconds"], rows[0]["devices"]) == ("500", "60.0", "2")
     assert float(rows[0]["device_hours"]) == pytest.approx(2 * 60 / 3600)
+
+
+def test_compare_of_two_sweep_folders_names_sets_and_states_the_cost(tmp_path, capsys, monkeypatch):
+    a, b = tmp_path / "a2", tmp_path / "a2-half-lr"
+    score_a = fake_sweep(a, [1, 2, 3], {1: 80.0, 2: 81.0, 3: 82.6}, {1: 70.0, 2: 72.0, 3: 71.0})
+    score_b = fake_sweep(b, [1, 2, 3], {1: 70.0, 2: 71.0, 3: 70.4}, {1: 60.0, 2: 62.0, 3: 61.0},
+                         rows=((1, 10, 64.0, 45.0), (2, 20, 64.0, 45.0)))
+    monkeypatch.setattr(scores, "score_seeds", lambda spec, out, *rest, **kw: (score_a if out == a else score_b)(
+        spec, out, *rest))
+    assert cli.main(["compare", str(a), str(b), "--out", str(tmp_path / "c")]) == 0
+    printed = capsys.readouterr().out
+    assert "sample val split top-1: a2 is above a2-half-lr by 10.73 points" in printed
+    assert "a2: 0.1 device-hours in all, 60 s of training per seed on 2 device(s)" in printed
+    assert "a2-half-lr: 0.15 device-hours in all, 90 s of training per seed on 2 device(s)" in printed
+    doc = json.loads((tmp_path / "c" / "compare.json").read_text())
+    noise = doc["metrics"]["v2_top1"]["noise"]  # 100 images: sampling sqrt(.71 * .29 / 100) = 4.5 points
+    assert noise["sampling_std"]["a"] == pytest.approx(100 * math.sqrt(0.71 * 0.29 / 100))
+    assert noise["larger"] == "test-set sampling" and not noise["sampling_images_assumed"]
+    md = (tmp_path / "c" / "compare.md").read_text()
+    assert "| a2-half-lr | all | 4.5 min | " in md and "| a2 | 1 | 60 s | 2 | 0.0333 |" in md
+    # The report's seeds.csv of the same sweep is a side too, and keeps the set names and costs.
+    report.build_report(a, log=lambda m: None, scorer=score_a)
+    assert cli.main(["compare", str(a / "report" / "seeds.csv"), str(b), "--out", str(tmp_path / "c2")]) == 0
+    assert "sample val split top-1: a2 is above a2-half-lr by 10.73 points" in capsys.readouterr().out
 
 
 # ---- the report's statistics: the same numbers from SciPy as from the hand-written code it replaced -------------
