@@ -122,6 +122,9 @@ def compare_sides(a: sides.Side, b: sides.Side, metrics: list[str] | None, s: Se
     names = side_names(a, b, names)
     notes = list(a.notes) + list(b.notes)
     chosen = choose_metrics(metrics, a, b, names, notes)
+    if b.fixed is None and not s.paired and set(a.metric(chosen[0])) == set(b.metric(chosen[0])):
+        notes.append("both sides ran the same seeds: if only the procedure differs, each seed's initialisation and "
+                     "data order match on both sides, and --paired compares the per-seed differences")
     results = {}
     for m in chosen:
         label = _label(m, a, b, notes)

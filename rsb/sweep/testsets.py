@@ -54,8 +54,10 @@ def table_sets(columns: dict) -> dict:
         name = columns.get(f"{prefix}_set")
         if prefix == "v2" and name is not None:
             name = v2_name(name) if not str(name).startswith(("ImageNet", "sample")) else name
-        images = columns.get(f"{prefix}_images")
-        sets[prefix] = {"name": name or GENERIC[prefix], "images": int(images) if images else None}
+        images = int(float(columns[f"{prefix}_images"])) if columns.get(f"{prefix}_images") else None
+        if name is None and prefix == "val" and images == FULL_IMAGES["val"]:
+            name = "ImageNet-val"  # as sweep_sets names it (rsb.validate's results.csv has no val_set column)
+        sets[prefix] = {"name": name or GENERIC[prefix], "images": images}
     return sets
 
 

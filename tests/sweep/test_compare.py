@@ -157,7 +157,7 @@ def test_compare_command_writes_its_files_and_verdicts(tmp_path, capsys):
     assert list(doc["metrics"]) == ["val_top1", "v2_top1"]  # no gap column on either side
     val, v2 = doc["metrics"]["val_top1"], doc["metrics"]["v2_top1"]
     lo, hi = val["t_interval"]["low"], val["t_interval"]["high"]
-    expected = (f"val top-1: a2 is above a3 by {val['difference']:.2f} points (a2 - a3 = {val['difference']:+.2f}, "
+    expected = (f"ImageNet-val top-1: a2 is above a3 by {val['difference']:.2f} points (a2 - a3 = {val['difference']:+.2f}, "
                 f"95% CI {lo:+.2f} to {hi:+.2f}), far beyond seed noise (std {val['a']['std']:.2f} and "
                 f"{val['b']['std']:.2f})")
     assert expected in printed and doc["verdicts"][0] == expected
@@ -166,8 +166,11 @@ def test_compare_command_writes_its_files_and_verdicts(tmp_path, capsys):
            f"detect 0.1 points with 80% power" in doc["verdicts"][1]
     md = (out / "compare.md").read_text()
     # The verdict's numbers are the tables' numbers.
-    assert f"| val top-1 | two-sample | {val['difference']:+.2f} | {lo:+.2f} to {hi:+.2f} |" in md
-    assert f"| val top-1 | a2 | 10 | {val['a']['mean']:.2f} | {val['a']['std']:.2f} |" in md
+    assert f"| ImageNet-val top-1 | two-sample | {val['difference']:+.2f} | {lo:+.2f} to {hi:+.2f} |" in md
+    assert f"| ImageNet-val top-1 | a2 | 10 | {val['a']['mean']:.2f} | {val['a']['std']:.2f} |" in md
+    # A's 50,000 val images name ImageNet-val; B's table names no set, so it is taken to be A's (and said).
+    assert "val_top1: B's table does not name its test set; taken to be the other side's (ImageNet-val)" in md
+    assert "both sides ran the same seeds" in md  # seeds 1-10 on both: --paired is suggested
     assert f"| v2 top-1 |" not in md and f"| V2 top-1 | two-sample | {v2['difference']:+.2f} |" in md
     # Test-set sampling: 100 sqrt(p (1 - p) / 50,000) at A's mean; the assumed size for B and for V2 is said.
     p = val["a"]["mean"] / 100
