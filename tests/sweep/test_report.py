@@ -107,6 +107,15 @@ def test_compare_of_two_sweep_folders_names_sets_and_states_the_cost(tmp_path, c
     assert "sample val split top-1: a2 is above a2-half-lr by 10.73 points" in capsys.readouterr().out
 
 
+def test_a_sweep_without_finished_seeds_is_an_empty_side(tmp_path, capsys):
+    fake_sweep(tmp_path / "a", [1, 2], {1: 80.0, 2: 81.0}, {1: 70.0, 2: 71.0})
+    save(SweepSpec(recipe="a2", seeds=[1, 2], overrides=[], data=None, imagenet_v2=None, epochs=3), tmp_path / "b")
+    assert cli.main(["compare", str(tmp_path / "b"), str(tmp_path / "a"), "--out", str(tmp_path / "c")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == (f"error: no seed of {tmp_path / 'b'} has finished yet, so that side is empty; see "
+                   f"'python -m rsb.sweep status {tmp_path / 'b'}'.")
+
+
 # ---- the report's statistics: the same numbers from SciPy as from the hand-written code it replaced -------------
 def _old_ranks(values):
     order = sorted(range(len(values)), key=lambda i: values[i])
