@@ -213,12 +213,14 @@ def verdict(label: str, names: tuple[str, str], r: dict, s: Settings, percent: b
     elif not r["noise_std"]:
         return f"{label}: {a} - {b} = {diff:+.2f}{unit} on every seed, with no seed noise to compare it with"
     else:
-        first = r["seeds_needed"][0]
+        first, observed = r["seeds_needed"][0], r["seeds_needed"][-1]
         per = {"two-sample": "seeds per side", "paired": "seed pairs", "one-sample": f"seeds of {a}"}[r["design"]]
-        needed = (f"{first['seeds']} {per} would detect {first['delta']:g}{unit} with {100 * s.power:g}% power"
-                  if first["seeds"] else f"no practical number of {per} would detect {first['delta']:g}{unit}")
+        needed = (f"{first['seeds']} {per} would detect {first['delta']:g}{unit}" if first["seeds"] else
+                  f"no practical number of {per} would detect {first['delta']:g}{unit}")
+        if observed["seeds"]:
+            needed += f" and {observed['seeds']} the observed {observed['delta']:.2f}"
         line = (f"{label}: {a} - {b} = {diff:+.2f}{unit} ({level} {low:+.2f} to {high:+.2f}): within seed noise "
-                f"({noise}); {needed}")
+                f"({noise}); {needed}, with {100 * s.power:g}% power")
     p = r["permutation"]
     if p["exact"] and p["smallest_p"] > s.alpha:
         line += (f"; with these seeds the permutation test cannot go below p = {p['smallest_p']:.2f} "

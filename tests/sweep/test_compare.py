@@ -157,13 +157,14 @@ def test_compare_command_writes_its_files_and_verdicts(tmp_path, capsys):
     assert list(doc["metrics"]) == ["val_top1", "v2_top1"]  # no gap column on either side
     val, v2 = doc["metrics"]["val_top1"], doc["metrics"]["v2_top1"]
     lo, hi = val["t_interval"]["low"], val["t_interval"]["high"]
-    expected = (f"ImageNet-val top-1: a2 is above a3 by {val['difference']:.2f} points (a2 - a3 = {val['difference']:+.2f}, "
-                f"95% CI {lo:+.2f} to {hi:+.2f}), far beyond seed noise (std {val['a']['std']:.2f} and "
-                f"{val['b']['std']:.2f})")
+    diff = val["difference"]
+    expected = (f"ImageNet-val top-1: a2 is above a3 by {diff:.2f} points (a2 - a3 = {diff:+.2f}, 95% CI {lo:+.2f} "
+                f"to {hi:+.2f}), far beyond seed noise (std {val['a']['std']:.2f} and {val['b']['std']:.2f})")
     assert expected in printed and doc["verdicts"][0] == expected
-    n = power.seeds_needed(0.1, v2["noise_std"])
-    assert f"within seed noise (std {v2['a']['std']:.2f} and {v2['b']['std']:.2f}); {n} seeds per side would " \
-           f"detect 0.1 points with 80% power" in doc["verdicts"][1]
+    n, n_seen = power.seeds_needed(0.1, v2["noise_std"]), power.seeds_needed(abs(v2["difference"]), v2["noise_std"])
+    assert (f"within seed noise (std {v2['a']['std']:.2f} and {v2['b']['std']:.2f}); {n} seeds per side would "
+            f"detect 0.1 points and {n_seen} the observed {abs(v2['difference']):.2f}, with 80% power"
+            in doc["verdicts"][1])
     md = (out / "compare.md").read_text()
     # The verdict's numbers are the tables' numbers.
     assert f"| ImageNet-val top-1 | two-sample | {val['difference']:+.2f} | {lo:+.2f} to {hi:+.2f} |" in md
