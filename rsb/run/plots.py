@@ -2,6 +2,7 @@
 API (Figure, no pyplot), so no global backend or figure state is touched."""
 from __future__ import annotations
 
+import random
 from pathlib import Path
 
 from matplotlib.figure import Figure
@@ -107,5 +108,43 @@ def degradation_figure(curves: dict[str, dict[str, list[float]]], path: Path, ti
         if ax.get_legend_handles_labels()[1]:
             ax.legend(fontsize=8)
     axes[0].set_ylabel("error (%)")
+    fig.suptitle(title)
+    return _save(fig, path)
+
+
+def comparison(panels: list[dict], path: Path, title: str) -> Path:
+    """Two sides compared, one row per metric: each side's scores as a strip of points with its mean (a fixed
+    value as a dashed line), and beside it the difference A - B with its intervals. Each panel: "title",
+    "names" (A, B), "a" and "b" (values; "b" None with "fixed"), "difference", "intervals" [(name, low, high)]."""
+    fig = Figure(figsize=(10, 3.2 * len(panels)))
+    axes = fig.subplots(len(panels), 2, squeeze=False, gridspec_kw={"width_ratios": [3, 2]})
+    rng = random.Random(0)  # the same jitter every time: figures do not change between runs
+    for (strip, diff), p in zip(axes, panels):
+        for x, values in enumerate((p["a"], p["b"])):
+            if values is None:
+                continue
+            jitter = [x + rng.uniform(-0.12, 0.12) for _ in values]
+            strip.scatter(jitter, values, color=f"C{x}", edgecolor="black", linewidth=0.5, zorder=3)
+            mean = sum(values) / len(values)
+            strip.hlines(mean, x - 0.3, x + 0.3, color=f"C{x}", linewidth=2, label=f"mean {mean:.2f}")
+        if p.get("fixed") is not None:
+            strip.axhline(p["fixed"], color="C1", linestyle="--", linewidth=1.5,
+                          label=f"{p['names'][1]} {p['fixed']:.2f}")
+            strip.scatter([1], [p["fixed"]], marker="*", s=160, color="C1", edgecolor="black", zorder=3)
+        strip.set_xticks([0, 1], [str(n) for n in p["names"]])
+        strip.set_xlim(-0.6, 1.6)
+        strip.set_title(p["title"], fontsize=9)
+        strip.grid(alpha=0.3, axis="y")
+        strip.legend(fontsize=7)
+        for k, (name, low, high) in enumerate(p["intervals"]):
+            if low is None:
+                continue
+            diff.errorbar([p["difference"]], [k], xerr=[[p["difference"] - low], [high - p["difference"]]],
+                          fmt="o", color=f"C{k + 2}", capsize=4)
+        diff.set_yticks(range(len(p["intervals"])), [i[0] for i in p["intervals"]], fontsize=8)
+        diff.set_ylim(-0.8, len(p["intervals"]) - 0.2)
+        diff.axvline(0.0, color="black", linewidth=0.8)
+        diff.set_xlabel(f"{p['names'][0]} - {p['names'][1]}" + (f" ({p['unit']})" if p.get("unit") else ""))
+        diff.grid(alpha=0.3, axis="x")
     fig.suptitle(title)
     return _save(fig, path)

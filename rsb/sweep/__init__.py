@@ -3,6 +3,8 @@
   python -m rsb.sweep launch --recipe a2 --seeds 1-100 --data /datasets/imagenet --imagenet-v2 V2 --out sweeps/a2
   python -m rsb.sweep status sweeps/a2
   python -m rsb.sweep report sweeps/a2
+  python -m rsb.sweep compare sweeps/a2 sweeps/a2-lr      # or: compare sweeps/a2 --published a2
+  python -m rsb.sweep plan --std 0.1 --delta 0.1
 
 One module per job:
   cli.py      the command line: launch (spec, plan, dispatch), status, report, job
@@ -17,8 +19,14 @@ One module per job:
   slurm.py    submitting seeds to Slurm as one array job through submitit; one job, waited for
   scores.py   final-epoch scores of each finished seed through rsb.validate, cached per seed, here or as a
               Slurm job
-  stats.py    mean, std, median, Pearson and Spearman
+  stats.py    mean, std, median; Pearson and Spearman through scipy.stats
+  testsets.py which test set a score was measured on (name, images) and its test-set sampling deviation
+  cost.py     each run's training time and device-hours from its run folder, resumed parts summed
   report.py   the report folder (tables, figures through rsb.run.plots) and the summary printed
+  sides.py    the two sides of a comparison: a sweep folder, a CSV table, or the released weights' scores
+  compare.py  one metric of two sides against seed noise: intervals, permutation p, effect size, the verdict
+  power.py    the seeds a comparison needs, from the noncentral t distribution
+  compare_report.py, compare_markdown.py, compare_cli.py   compare's document, its compare.md, its command line
 """
 from __future__ import annotations
 

@@ -6,6 +6,8 @@
   python -m rsb.sweep report sweeps/a2            # final-epoch val and V2 scores, statistics, plots
   python -m rsb.sweep report sweeps/a2 --cluster slurm   # the same, scoring in a Slurm job
   python -m rsb.sweep launch --recipe a2 --seeds 1-4 --out sweeps/sample sched.epochs=2   # sample data, here
+  python -m rsb.sweep compare sweeps/a2 sweeps/a2-lr   # is the difference real? (or A --published a2)
+  python -m rsb.sweep plan --std 0.1 --delta 0.1       # seeds per side a study needs
 
 Recipe overrides come last, as in train.py (`... --out sweeps/a2 optim.lr=4e-3`, or after `--`); train.seed
 is set by the sweep. Each seed trains in <out>/seed_NNNN/, so running the same launch again skips finished
@@ -26,7 +28,7 @@ from pathlib import Path
 
 from rsb.command_flags import training_run_flags
 from rsb.errors import UserError, exit_status
-from rsb.sweep import slurm, spec as sweepspec, state
+from rsb.sweep import compare_cli, slurm, spec as sweepspec, state
 from rsb.sweep.seedjob import SeedJob
 from rsb.sweep.spec import format_seeds, parse_seeds, run_dir_name
 
@@ -41,7 +43,7 @@ def _key_value(text: str) -> tuple[str, str]:
 def parse_args(argv=None):
     p = argparse.ArgumentParser(prog="python -m rsb.sweep", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    sub = p.add_subparsers(dest="command", required=True, metavar="{launch,status,report,job}")
+    sub = p.add_subparsers(dest="command", required=True, metavar="{launch,status,report,compare,plan,job}")
 
     la = sub.add_parser("launch", help="submit (Slurm) or run (here) one training per seed",
                         description="Submit (Slurm) or run (here) one training per seed. Recipe overrides "
@@ -90,6 +92,8 @@ def parse_args(argv=None):
     rs.add_argument("--timeout-min", type=int, default=60, help="time limit of the scoring job (default 60)")
     rs.add_argument("--slurm", action="append", type=_key_value, default=[], metavar="KEY=VALUE",
                     help="any other sbatch option, e.g. --slurm account=myproj")
+
+    compare_cli.add_parsers(sub)
 
     jb = sub.add_parser("job", help="train one seed of a sweep in this process (what each local job runs)")
     jb.add_argument("out", type=Path, help="sweep folder")
@@ -153,6 +157,8 @@ def run(args) -> int:
         print(f"report written to {args.out / REPORT_DIR} (report.md, seeds.csv, report.json, "
               f"{', '.join(doc['figures'])})")
         return 0
+    if args.command in ("compare", "plan"):
+        return compare_cli.run(args)
     s = sweepspec.load(args.out)
     if args.seed not in s.seeds:
         raise UserError(f"seed {args.seed} is not part of the sweep in {args.out}; launch it with --seeds.")

@@ -1,11 +1,15 @@
-"""Statistics of a seed study, written out so each is checkable by hand (no SciPy dependency).
+"""Statistics of one seed study: describe (n, mean, std, min, max, median, range), Pearson and Spearman through
+scipy.stats, and the best seed.
 
 The standard deviation is the sample one (ddof=1, divisor n-1): the seeds are a sample of the seeds one could
 have drawn, as in the paper's seed study. Spearman's rho is Pearson's r of the ranks, with tied values sharing
-the mean of their ranks."""
+the mean of their ranks (scipy.stats.spearmanr). A correlation is None where it is undefined (fewer than 2
+pairs, or a constant series), where SciPy would return nan with a warning."""
 from __future__ import annotations
 
 import math
+
+from scipy import stats as scipy_stats
 
 
 def describe(values: list[float]) -> dict:
@@ -20,39 +24,20 @@ def describe(values: list[float]) -> dict:
     return {"n": n, "mean": mean, "std": std, "min": v[0], "max": v[-1], "median": median, "range": v[-1] - v[0]}
 
 
-def ranks(values: list[float]) -> list[float]:
-    """1-based ranks; a group of equal values gets the mean of the ranks it spans."""
-    order = sorted(range(len(values)), key=lambda i: values[i])
-    r = [0.0] * len(values)
-    i = 0
-    while i < len(order):
-        j = i
-        while j + 1 < len(order) and values[order[j + 1]] == values[order[i]]:
-            j += 1
-        for k in range(i, j + 1):
-            r[order[k]] = (i + j) / 2 + 1
-        i = j + 1
-    return r
+def _defined(x: list[float], y: list[float]) -> bool:
+    if len(x) != len(y):
+        raise ValueError("correlation: series of different lengths")
+    return len(x) >= 2 and len(set(x)) > 1 and len(set(y)) > 1
 
 
 def pearson(x: list[float], y: list[float]) -> float | None:
     """Pearson's r; None when it is undefined (fewer than 2 pairs, or a constant series)."""
-    if len(x) != len(y):
-        raise ValueError("pearson: series of different lengths")
-    n = len(x)
-    if n < 2:
-        return None
-    mx, my = sum(x) / n, sum(y) / n
-    sxy = sum((a - mx) * (b - my) for a, b in zip(x, y))
-    sxx = sum((a - mx) ** 2 for a in x)
-    syy = sum((b - my) ** 2 for b in y)
-    if sxx == 0 or syy == 0:
-        return None
-    return max(-1.0, min(1.0, sxy / math.sqrt(sxx * syy)))
+    return float(scipy_stats.pearsonr(x, y).statistic) if _defined(x, y) else None
 
 
 def spearman(x: list[float], y: list[float]) -> float | None:
-    return pearson(ranks(x), ranks(y))
+    """Spearman's rho (ties share their mean rank); None when it is undefined."""
+    return float(scipy_stats.spearmanr(x, y).statistic) if _defined(x, y) else None
 
 
 def best(seeds: list[int], values: list[float]) -> tuple[int, float] | None:

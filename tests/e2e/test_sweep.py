@@ -54,6 +54,22 @@ def test_local_sweep_end_to_end(tmp_path, capsys, monkeypatch):
     for name in ("hist_val_top1.png", "hist_v2_top1.png", "val_vs_v2.png", "curves.png"):
         data_png = (report / name).read_bytes()
         assert data_png[:8] == PNG and len(data_png) > 1000, name
+    # The sets scored are named (a sample-style folder, not ImageNet), and each seed's cost is its epochs' time.
+    assert "| sample V2-style split top-1 | 2 |" in (report / "report.md").read_text()
+    assert "ImageNet" not in (report / "report.md").read_text()
+    seconds = sum(float(r["epoch_seconds"]) for r in csv.DictReader(open(out / "seed_0001" / "metrics.csv")))
+    assert float(rows[0]["train_seconds"]) == pytest.approx(seconds, abs=0.11) and rows[0]["devices"] == "1"
+
+    # compare scores a sweep folder as the report does (from its cache here), against the released weights.
+    cmp_out = tmp_path / "compare"
+    assert cli.main(["compare", str(out), "--published", "a2", "--out", str(cmp_out), "--workers", "0",
+                     "--device", "cpu", "--resamples", "999"]) == 0
+    text = capsys.readouterr().out
+    assert "all 2 seed(s) scored before" in text and "sweep: " in text and "device-hours in all" in text
+    doc = json.loads((cmp_out / "compare.json").read_text())
+    assert doc["metrics"]["val_top1"]["a"]["values"] == [float(r["val_top1"]) for r in rows]
+    assert any("different test sets" in n for n in doc["notes"])
+    assert doc["sides"]["a"]["cost"]["per_seed"]["1"]["train_seconds"] == float(rows[0]["train_seconds"])
 
     # Relaunching the same command submits nothing.
     assert cli.main(launch) == 0
