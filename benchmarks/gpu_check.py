@@ -539,9 +539,9 @@ def stop_workers(loader) -> None:
 def loader_pair(ctx: Ctx, recipe: str) -> dict:
     from timm.data import ImageDataset, create_loader
 
-    from rsb.config import load_recipe
+    from rsb.config.load import load_recipe
     from rsb.data.folder import ImageFolderIndex
-    from rsb.data.loader import TrainLoader
+    from rsb.data.loader import TrainLoader, train_dataset
     jpegs_ready(ctx)
     s = ctx.sizes
     _, ra, repeats = RECIPES[recipe]
@@ -575,7 +575,8 @@ def loader_pair(ctx: Ctx, recipe: str) -> dict:
         cfg.data.train_size = size
         recipe_aug = (cfg.aug.repeated_aug, cfg.aug.rand_augment)
         assert recipe_aug == (repeats, ra), recipe_aug  # timm's side is given the same RandAugment
-        loader = TrainLoader(cfg, ImageFolderIndex(root, use_cache=False), 0, 1, workers, pin_memory=ctx.cuda)
+        loader = TrainLoader(cfg, train_dataset(cfg, ImageFolderIndex(root, use_cache=False)), 0, 1, workers,
+                             pin_memory=ctx.cuda)
         results["rsb"] = timed(lambda: loader.epoch(0), lambda b, n: ours.run(b, steps=n))
         stop_workers(loader.loader)
 

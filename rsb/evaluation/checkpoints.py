@@ -16,7 +16,7 @@ import torch
 from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD, resolve_data_config
 
 from rsb.run import checkpoint
-from rsb.config import ModelConfig
+from rsb.config.schema import ModelConfig
 from rsb.errors import UserError
 from rsb.models.factory import create_model, load_state_dict_checked
 

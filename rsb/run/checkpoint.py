@@ -100,7 +100,7 @@ def ema_state(ckpt: dict) -> dict | None:
 def check_same_recipe(ckpt: dict, cfg, path: Path, resume_changed: bool) -> list[str]:
     """The recipe keys whose values differ between the checkpoint's run and `cfg` (run policy may change); a
     difference is refused unless `resume_changed`. Bare weights (no config) are not compared."""
-    from rsb.config import changed_recipe_values
+    from rsb.config.schema import changed_recipe_values
     changed = changed_recipe_values(ckpt["config"], cfg) if "config" in ckpt else []
     if changed and not resume_changed:
         raise UserError(f"{path} belongs to a run with other recipe values ({', '.join(changed)}); give a new "

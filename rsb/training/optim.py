@@ -8,7 +8,7 @@ import math
 import torch
 from timm.optim import Lamb, param_groups_weight_decay
 
-from rsb.config import OptimConfig, SchedConfig
+from rsb.config.schema import OptimConfig, SchedConfig
 
 
 def create_optimizer(model: torch.nn.Module, cfg: OptimConfig, lr: float) -> torch.optim.Optimizer:

@@ -2,19 +2,19 @@
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from rsb.run import checkpoint
 from rsb.runtime import distributed
 from rsb.runtime import precision
 from rsb.run import folder as run_folder
-from rsb.config import Config, to_dict, to_yaml
+from rsb.config.schema import Config, to_dict, to_yaml
 from rsb.data.folder import check_bad_images
 from rsb.data.sampler import seed_for
 from rsb.training.engine import NonFiniteLoss, evaluate, train_one_epoch
 from rsb.training.parts import build_parts, open_training_data, seed_everything
-from rsb.training.plan import derived_dict, resolve, resolved_document, run_environment, startup_lines
+from rsb.training.plan import resolve, resolved_document, run_environment, startup_lines
 from rsb.run.log import MetricsLog, Progress, epoch_row, run_summary
 from rsb.run.trackers import TerminalCopy, Trackers
 
@@ -55,7 +55,7 @@ class Trainer:
         cfg, d = self.cfg, self.dist
         train_idx, val_idx = open_training_data(self.env.data, cfg, self.log, self.env.val_labels)
         self.precision = precision.for_config(cfg.train, d.device)
-        self.derived = resolve(cfg, d.world_size, len(train_idx), self.precision)
+        self.derived = resolve(cfg, d.world_size, len(train_idx), self.precision, train_idx.input_path)
         self.parts = build_parts(cfg, self.derived, self.precision, d, train_idx, val_idx, self.env.workers)
         self._maybe_resume()
         self.trackers = Trackers(self.out, self.main, cfg.run.wandb_project, to_dict(cfg))  # once the run may go on
@@ -85,7 +85,7 @@ class Trainer:
         if self.main and not self.parts.weights_finite():
             raise NonFiniteLoss(self.state.step)  # never save non-finite weights
         ckpt = {**self.parts.state_dict(), **self.state.as_dict(), "config": to_dict(self.cfg),
-                "derived": derived_dict(self.derived), "rng": checkpoint.rng_state(),
+                "derived": asdict(self.derived), "rng": checkpoint.rng_state(),
                 "model_name": self.cfg.model.name, "format": "rsb-1"} if self.main else {}
         self.ckpts.save(ckpt, epoch_end=self.state.epoch_step == 0, is_best=is_best)
 

@@ -10,7 +10,7 @@ import torch
 
 from rsb.run import checkpoint
 from rsb.run.checkpoint import find_resume, load, rng_state, save_atomic, set_rng_state
-from rsb.config import ModelConfig
+from rsb.config.schema import ModelConfig
 from rsb.errors import UserError
 from rsb.models.factory import create_model, load_state_dict_checked, unwrap
 
