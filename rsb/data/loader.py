@@ -28,12 +28,13 @@ class TrainLoader:
     of workers) sees exactly the data and augmentations of an uninterrupted one."""
 
     def __init__(self, cfg: Config, dataset, rank: int, world: int, workers: int, pin_memory: bool,
-                 accum_steps: int = 1):
-        """`dataset`: the training set a dataset family gives (rsb.data.families), items by (index, sample seed)."""
+                 lanes: int | None = None):
+        """`dataset`: the training set a dataset family gives (rsb.data.families), items by (index, sample seed);
+        `lanes`: the sampler's lanes as the run's plan computed them (rsb.training.plan's Derived.sampler_lanes,
+        one per process and micro-step); None: one process's lanes without accumulation."""
         self.seed, self.rank = cfg.train.seed, rank
-        # One lane per (process, micro-step): copies of an image in different micro-batches (rsb.data.sampler).
         self.sampler = RepeatedAugSampler(len(dataset), world, rank, cfg.aug.repeated_aug, cfg.train.seed,
-                                          batch_size=cfg.train.batch_per_device, accum_steps=accum_steps)
+                                          batch_size=cfg.train.batch_per_device, lanes=lanes)
         self.generator = torch.Generator()
         self.loader = DataLoader(
             dataset, batch_size=cfg.train.batch_per_device, sampler=self.sampler, num_workers=workers,

@@ -99,12 +99,12 @@ def build_parts(cfg: Config, derived: Derived, prec: Precision, dist: DistEnv, t
     fam = family(cfg)
     mean_image = fam.mean_image(cfg, train_idx)
     train_loader = TrainLoader(cfg, train_idx.dataset, dist.rank, dist.world_size, fam.loader_workers(workers),
-                               pin_memory=device.type == "cuda", accum_steps=derived.accum_steps)
+                               pin_memory=device.type == "cuda", lanes=derived.sampler_lanes)
     val_loader = fam.eval_loader(cfg, val_idx, workers=workers, rank=dist.rank, world=dist.world_size)
     return TrainingParts(
         model=model, ema=ema, optimizer=optimizer,
         schedule=create_schedule(cfg.sched, derived.lr, derived.total_steps, derived.warmup_steps,
-                                 derived.steps_per_epoch, lr_scale=derived.lr / cfg.optim.lr),
+                                 derived.steps_per_epoch, lr_scale=derived.lr_scale),
         scaler=torch.amp.GradScaler(device.type) if prec.needs_scaler else None,
         clip=None if clips_gradients_itself(optimizer) else cfg.optim.max_grad_norm,
         loss_fn=create_loss(cfg.loss, cfg.model.num_classes),

@@ -31,6 +31,7 @@ class Derived:
     accum_steps: int
     global_batch: int           # images per optimizer step, all devices, accumulation included
     lr: float                   # peak learning rate actually used
+    lr_scale: float             # the batch rule's factor on the recipe's learning rates (the step warm-up's too)
     batch_rule_applied: str     # one sentence: which rule and why
     train_images: int
     samples_per_device: int     # per epoch, repeats included
@@ -48,24 +49,26 @@ class Derived:
         return max(0, min(self.steps_per_epoch, self.total_steps - epoch * self.steps_per_epoch))
 
 
-def _batch_rule(cfg: Config, per_step: int) -> tuple[int, float, str]:
+def _batch_rule(cfg: Config, per_step: int) -> tuple[int, float, float, str]:
+    """(accumulation steps, peak lr, its factor on the recipe's lr, one sentence saying which rule and why)."""
     ref, lr, rule = cfg.optim.reference_batch, cfg.optim.lr, cfg.optim.batch_rule
     if per_step == ref:
-        return 1, lr, f"batch {per_step} equals the reference batch: lr {lr:g} as in the recipe"
+        return 1, lr, 1.0, f"batch {per_step} equals the reference batch: lr {lr:g} as in the recipe"
     if rule == "accumulate":
         if ref % per_step == 0:
             k = ref // per_step
-            return k, lr, f"accumulate {k} steps of {per_step} to reach the reference batch {ref}: lr {lr:g}"
+            return k, lr, 1.0, f"accumulate {k} steps of {per_step} to reach the reference batch {ref}: lr {lr:g}"
         scaled = lr * per_step / ref
-        return 1, scaled, (f"batch {per_step} does not divide the reference batch {ref}: "
-                           f"linear lr scaling {lr:g} x {per_step}/{ref} = {scaled:.4g}")
+        return 1, scaled, per_step / ref, (f"batch {per_step} does not divide the reference batch {ref}: "
+                                           f"linear lr scaling {lr:g} x {per_step}/{ref} = {scaled:.4g}")
     if rule == "linear":
         scaled = lr * per_step / ref
-        return 1, scaled, f"linear lr scaling {lr:g} x {per_step}/{ref} = {scaled:.4g}"
+        return 1, scaled, per_step / ref, f"linear lr scaling {lr:g} x {per_step}/{ref} = {scaled:.4g}"
     if rule == "sqrt":
-        scaled = lr * math.sqrt(per_step / ref)
-        return 1, scaled, f"square-root lr scaling {lr:g} x sqrt({per_step}/{ref}) = {scaled:.4g}"
-    return 1, lr, f"batch {per_step}, reference {ref}, rule 'none': lr {lr:g} unchanged"
+        factor = math.sqrt(per_step / ref)
+        scaled = lr * factor
+        return 1, scaled, factor, f"square-root lr scaling {lr:g} x sqrt({per_step}/{ref}) = {scaled:.4g}"
+    return 1, lr, 1.0, f"batch {per_step}, reference {ref}, rule 'none': lr {lr:g} unchanged"
 
 
 def resolve(cfg: Config, world_size: int, train_images: int, prec: precision.Precision | None = None,
@@ -74,10 +77,10 @@ def resolve(cfg: Config, world_size: int, train_images: int, prec: precision.Pre
     for the run's device (None: for the device --device auto would pick); `input_path`: the line naming the
     training set's input path as built (rsb.data.families' TrainingSet; None: the family names it from cfg)."""
     per_step = cfg.train.batch_per_device * world_size
-    accum, lr, note = _batch_rule(cfg, per_step)
+    accum, lr, lr_scale, note = _batch_rule(cfg, per_step)
     b = cfg.train.batch_per_device
     lanes = lane_count(world_size, accum, cfg.aug.repeated_aug)
-    samples = samples_per_process(train_images, world_size, accum, cfg.aug.repeated_aug, b)
+    samples = samples_per_process(train_images, lanes, world_size, b)
     steps = samples // b // accum
     prec = prec or precision.for_config(cfg.train, "auto")
     if steps <= 0:  # a data.val_holdout larger than the assumed train set gives fewer than none
@@ -88,7 +91,7 @@ def resolve(cfg: Config, world_size: int, train_images: int, prec: precision.Pre
     total = cfg.sched.max_steps or steps * cfg.sched.epochs
     return Derived(
         world_size=world_size, batch_per_device=cfg.train.batch_per_device, accum_steps=accum,
-        global_batch=per_step * accum, lr=lr, batch_rule_applied=note, train_images=train_images,
+        global_batch=per_step * accum, lr=lr, lr_scale=lr_scale, batch_rule_applied=note, train_images=train_images,
         samples_per_device=samples, steps_per_epoch=steps, epochs=math.ceil(total / steps), total_steps=total,
         warmup_steps=round(steps * cfg.sched.warmup_epochs),
         sampler_lanes=lanes, precision=prec.name, precision_reason=prec.reason,

@@ -144,7 +144,8 @@ def test_cifar10_opens_its_sample_with_a_mean_image_and_its_test_split(tmp_path,
     assert mean.shape == (3, 32, 32) and np.allclose(mean.numpy(), train.dataset.mean_image().numpy())
     cfg.data.normalize = "channel"
     assert fam.mean_image(cfg, train) is None and fam.loader_workers(8) == 0
-    assert len(fam.test_split(None, log.append)) == 30 and fam.own_test_split and not family_named("imagenet").own_test_split
+    assert len(fam.test_split(None, log.append)) == 30 and fam.own_test_split
+    assert not family_named("imagenet").own_test_split
 
 
 # ---- a third family: one module's worth, registered by this test alone ----------------------------------------
@@ -238,3 +239,18 @@ def test_a_third_family_trains(squares, tmp_path):
         distributed.cleanup()
     assert trainer.derived.input_path == "squares drawn in memory"
     assert summary["final_val_top1"] is not None
+
+
+def test_the_runs_schedule_takes_the_plans_lr_scale(squares, tmp_path):
+    """The step schedule's warm-up lr is scaled by the batch rule's factor as the plan computed it."""
+    from rsb.runtime import distributed
+    from rsb.training.trainer import RunEnv, Trainer
+    cfg = build_config("cifar10_resnet110", ["data.dataset=squares", "optim.batch_rule=linear",
+                                             "optim.reference_batch=128"], sample=True)
+    trainer = Trainer(cfg, RunEnv(data=None, output=tmp_path / "run", workers=0, device="cpu", quiet=True))
+    try:
+        trainer.setup()
+    finally:
+        distributed.cleanup()
+    assert trainer.derived.lr_scale == 8 / 128 and cfg.sched.warmup_lr == 0.01
+    assert trainer.parts.schedule.lr_at(0) == pytest.approx(0.01 * 8 / 128, rel=1e-15)  # held until the error falls

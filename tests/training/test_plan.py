@@ -211,6 +211,20 @@ def test_the_input_path_and_versions_are_named_with_one_warning_for_missing_exte
     assert not [line for line in startup_lines(cfg_with("a2"), timm_chain, "cpu", tmp_path) if "warning" in line]
 
 
+@pytest.mark.parametrize("recipe,overrides,world,scale", [
+    ("a2", [], 8, 1.0), ("a2", [], 1, 1.0),  # the reference batch, or accumulation up to it: the recipe's lr
+    ("a2", ["train.batch_per_device=96"], 1, 96 / 2048),  # accumulate falls back to linear
+    ("a2", ["train.batch_per_device=128", "optim.batch_rule=linear"], 2, 256 / 2048),
+    ("a3", ["train.batch_per_device=128", "optim.batch_rule=sqrt"], 2, math.sqrt(256 / 2048)),
+    ("a2", ["train.batch_per_device=128", "optim.batch_rule=none"], 1, 1.0)])
+def test_the_lr_scale_is_the_batch_rules_factor_computed_once(recipe, overrides, world, scale):
+    """The schedule takes Derived.lr_scale as computed (the step warm-up's lr), not a ratio of lr back out."""
+    cfg = cfg_with(recipe, *overrides)
+    d = resolve(cfg, world, N)
+    assert d.lr_scale == pytest.approx(scale, rel=1e-15)
+    assert d.lr == pytest.approx(cfg.optim.lr * d.lr_scale, rel=1e-15)
+
+
 def test_the_config_is_checked_once_where_the_run_builds_it(monkeypatch):
     """build_config checks (the schema's rules and the family's); resolve and --print-config do not again."""
     from rsb.data.families import imagenet
