@@ -64,7 +64,7 @@ def main(argv=None) -> int:
     os.environ["RSB_CACHE"] = str(work / "cache")
     from rsb.data.folder import ImageFolderIndex
     from rsb.data.layout import open_splits
-    from rsb.data.loader import TrainLoader
+    from rsb.data.loader import TrainLoader, train_dataset
     from rsb.shards import write_split
     try:
         folder = work / "folder"
@@ -84,9 +84,10 @@ def main(argv=None) -> int:
             t1 = time.perf_counter()
             sources[name] = open_splits(root)[0]
             starts[name] = (t0, t1, time.perf_counter())
-        from rsb.config import build_config
+        from rsb.training.run_config import build_config
         cfg = build_config("a2", ["train.batch_per_device=32"], False)
-        loaders = {k: TrainLoader(cfg, s, 0, 1, args.workers, pin_memory=False) for k, s in sources.items()}
+        loaders = {k: TrainLoader(cfg, train_dataset(cfg, s), 0, 1, args.workers, pin_memory=False)
+                   for k, s in sources.items()}
         rates = {k: [] for k in loaders}
         for r in range(args.rounds):
             for k in (list(loaders) if r % 2 == 0 else list(loaders)[::-1]):

@@ -90,7 +90,7 @@ def make_jpegs(root: Path, n: int, classes: int = 4, seed: int = 0) -> float:
 
 
 def recipe_cfg(name: str):
-    from rsb.config import load_recipe
+    from rsb.config.load import load_recipe
     return load_recipe(name)
 
 
@@ -245,14 +245,14 @@ def main(argv=None) -> int:
         from timm.data import ImageDataset, create_loader
 
         from rsb.data.folder import ImageFolderIndex
-        from rsb.data.loader import TrainLoader
+        from rsb.data.loader import TrainLoader, train_dataset
         loader_root = Path(tmp) / "loader"
         link_copies(root, loader_root, args.loader_copies)
         n_loader = args.images * args.loader_copies
         cfg = recipe_cfg("a2")
         cfg.train.batch_per_device = args.batch
-        ours = TrainLoader(cfg, ImageFolderIndex(loader_root, use_cache=False), 0, 1, args.workers,
-                           pin_memory=False)
+        ours = TrainLoader(cfg, train_dataset(cfg, ImageFolderIndex(loader_root, use_cache=False)), 0, 1,
+                           args.workers, pin_memory=False)
         theirs = create_loader(ImageDataset(str(loader_root)), input_size=(3, 224, 224), batch_size=args.batch,
                                is_training=True, scale=(0.08, 1.0), ratio=(3 / 4, 4 / 3), hflip=0.5,
                                color_jitter=0.0, auto_augment="rand-m7-mstd0.5-inc1", interpolation="bicubic",

@@ -50,7 +50,7 @@ class Ours:
     name = "rsb"
 
     def __init__(self, model, total_steps: int, amp, device=torch.device("cpu")):
-        from rsb.config import AugConfig, OptimConfig, SchedConfig
+        from rsb.config.schema import AugConfig, OptimConfig, SchedConfig
         from rsb.data.batch import DeviceBatch
         from rsb.training.loss import ThresholdedBCE
         from rsb.training.optim import WarmupCosine, create_optimizer

@@ -56,8 +56,8 @@ def timm_flag_error(argv: list[str]) -> str | None:
 
 
 def _epilog() -> str:
-    from rsb.config import Config, _field_types
-    sections = ", ".join(name for name in _field_types(Config) if name not in ("name", "base"))
+    from rsb.config.schema import Config, field_types
+    sections = ", ".join(name for name in field_types(Config) if name not in ("name", "base"))
     return (f"recipe sections (override any key as section.key=value): {sections}; `--print-config` shows every "
             f"key with its value, `--list-recipes` the installed recipes.")
 
@@ -81,7 +81,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def list_recipes() -> str:
-    from rsb.config import RECIPE_DIR, available_recipes
+    from rsb.config.load import RECIPE_DIR, available_recipes
     names = available_recipes()
     width = max(map(len, names))
     lines = []
@@ -106,7 +106,7 @@ def run(args: argparse.Namespace) -> int:
         print(list_recipes(), end="")
         return 0
     from rsb.training import trainer
-    from rsb.config import build_config
+    from rsb.training.run_config import build_config
     from rsb.runtime.cpus import default_workers
     from rsb.training.plan import print_config
     sample = args.data is None

@@ -23,7 +23,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from rsb.config import CHOICES
+from rsb.config.schema import CHOICES
 from rsb.errors import UserError, exit_status
 
 

@@ -77,7 +77,7 @@ def val_pair(ctx: Ctx, model, use_amp: bool) -> dict:
 
 
 def part_validate(ctx: Ctx) -> None:
-    from rsb.config import ModelConfig
+    from rsb.config.schema import ModelConfig
     from rsb.evaluation import scoring
     from rsb.models.factory import create_model
     # as validate.py prepares a model: on the device, channels_last, in eval mode

@@ -94,9 +94,9 @@ def timed(ctx: Ctx, start_epoch, train) -> tuple[float, float, float]:
 
 def rsb_side(ctx: Ctx, recipe: str, size: int, ours) -> tuple[float, float, float]:
     """rsb's TrainLoader as the recipe sets it up (A2: repeated augmentation 3), the batch and size the check's."""
-    from rsb.config import load_recipe
+    from rsb.config.load import load_recipe
     from rsb.data.folder import ImageFolderIndex
-    from rsb.data.loader import TrainLoader
+    from rsb.data.loader import TrainLoader, train_dataset
     _, ra, repeats = RECIPES[recipe]
     cfg = load_recipe(recipe)
     cfg.train.batch_per_device = ctx.sizes.batch
@@ -104,7 +104,7 @@ def rsb_side(ctx: Ctx, recipe: str, size: int, ours) -> tuple[float, float, floa
     recipe_aug = (cfg.aug.repeated_aug, cfg.aug.rand_augment)
     assert recipe_aug == (repeats, ra), recipe_aug  # timm's side is given the same RandAugment
     index = ImageFolderIndex(ctx.jpegs / "train", use_cache=False)
-    loader = TrainLoader(cfg, index, 0, 1, ctx.workers, pin_memory=ctx.cuda)
+    loader = TrainLoader(cfg, train_dataset(cfg, index), 0, 1, ctx.workers, pin_memory=ctx.cuda)
     result = timed(ctx, lambda: loader.epoch(0), lambda b, n: ours.run(b, steps=n))
     stop_workers(loader.loader)
     return result

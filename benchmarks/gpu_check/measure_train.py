@@ -18,7 +18,7 @@ def new_model(ctx: Ctx):
     both sides of every row start from the same weights."""
     import torch
 
-    from rsb.config import ModelConfig
+    from rsb.config.schema import ModelConfig
     from rsb.models.factory import create_model, prepare_model
     torch.manual_seed(0)
     return prepare_model(create_model(ModelConfig(name=ctx.sizes.model, num_classes=1000)), ctx.device,

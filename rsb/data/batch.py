@@ -6,7 +6,7 @@ import torch
 from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD, Mixup
 from timm.data.random_erasing import RandomErasing
 
-from rsb.config import AugConfig
+from rsb.config.schema import AugConfig
 
 
 class DeviceBatch:

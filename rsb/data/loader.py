@@ -4,22 +4,17 @@ from __future__ import annotations
 import torch
 from torch.utils.data import DataLoader
 
-from rsb.config import Config
+from rsb.config.schema import Config
 from rsb.data.dataset import SourceDataset
-from rsb.data.layout import open_splits
 from rsb.data import seeds
 from rsb.data.sampler import RepeatedAugSampler
 from rsb.data.malloc import keep_freed_memory_in_heap
 from rsb.data.transforms import collate_uint8, eval_transform, train_pipeline
 
 
-def imagenet_splits(root, val_labels=None):
-    """The train and val sources of a data folder in any layout rsb reads (rsb.data.layout)."""
-    return open_splits(root, val_labels)
-
-
 def train_dataset(cfg: Config, index) -> SourceDataset:
-    """The training set with the recipe's transform and the decoder paired with it. The fast path's tensor ops
+    """The training set of an image source (rsb.data.dataset) with the recipe's transform and the decoder paired
+    with it, as rsb.data.families.imagenet gives it. The fast path's tensor ops
     allocate large temporaries: keep freed memory in the heap (rsb.data.malloc), set here before the loader forks
     its workers, which inherit it."""
     pipeline = train_pipeline(cfg.data, cfg.aug, cfg.run.fast_transform)
@@ -33,14 +28,14 @@ class TrainLoader:
     is seeded by its position in the epoch, so a resumed run (at an epoch boundary or mid-epoch, with any number
     of workers) sees exactly the data and augmentations of an uninterrupted one."""
 
-    def __init__(self, cfg: Config, index, rank: int, world: int, workers: int,
-                 pin_memory: bool, accum_steps: int = 1, dataset=None):
-        """`dataset`: a ready map-style dataset instead of `index` (the CIFAR arrays, rsb.data.cifar)."""
+    def __init__(self, cfg: Config, dataset, rank: int, world: int, workers: int, pin_memory: bool,
+                 lanes: int | None = None):
+        """`dataset`: the training set a dataset family gives (rsb.data.families), items by (index, sample seed);
+        `lanes`: the sampler's lanes as the run's plan computed them (rsb.training.plan's Derived.sampler_lanes,
+        one per process and micro-step); None: one process's lanes without accumulation."""
         self.seed, self.rank = cfg.train.seed, rank
-        dataset = dataset if dataset is not None else train_dataset(cfg, index)
-        # One lane per (process, micro-step): copies of an image in different micro-batches (rsb.data.sampler).
         self.sampler = RepeatedAugSampler(len(dataset), world, rank, cfg.aug.repeated_aug, cfg.train.seed,
-                                          batch_size=cfg.train.batch_per_device, accum_steps=accum_steps)
+                                          batch_size=cfg.train.batch_per_device, lanes=lanes)
         self.generator = torch.Generator()
         self.loader = DataLoader(
             dataset, batch_size=cfg.train.batch_per_device, sampler=self.sampler, num_workers=workers,

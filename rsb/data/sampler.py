@@ -30,29 +30,34 @@ from rsb.data import seeds
 
 
 def lane_count(world: int, accum_steps: int, repeats: int) -> int:
-    """Virtual replicas an epoch is dealt over: world x accum, times the smallest factor reaching `repeats`."""
+    """Virtual replicas an epoch is dealt over: world x accum, times the smallest factor reaching `repeats`.
+    A run's plan computes them once (rsb.training.plan) and gives them to the sampler."""
     lanes = world * accum_steps
     return lanes * math.ceil(repeats / lanes)
 
 
-def samples_per_process(num_samples: int, world: int, accum_steps: int, repeats: int, batch_size: int) -> int:
+def samples_per_process(num_samples: int, lanes: int, world: int, batch_size: int) -> int:
     """Samples one process draws per epoch: its lanes, each cut to whole batches of `batch_size`."""
-    lanes = lane_count(world, accum_steps, repeats)
     per_lane = math.ceil(num_samples / lanes)
     return (per_lane // batch_size) * batch_size * (lanes // world)
 
 
 class RepeatedAugSampler(Sampler[int]):
     def __init__(self, num_samples: int, num_replicas: int = 1, rank: int = 0, repeats: int = 3,
-                 seed: int = 0, shuffle: bool = True, batch_size: int = 1, accum_steps: int = 1):
+                 seed: int = 0, shuffle: bool = True, batch_size: int = 1, accum_steps: int = 1,
+                 lanes: int | None = None):
+        """`lanes`: the lanes to deal over, as the run's plan computed them (lane_count); None: lane_count of
+        (num_replicas, accum_steps, repeats), for a caller without a plan."""
         if not 0 <= rank < num_replicas:
             raise ValueError(f"rank {rank} out of range for {num_replicas} processes")
+        lanes = lane_count(num_replicas, accum_steps, repeats) if lanes is None else lanes
+        if lanes % num_replicas or lanes < repeats:
+            raise ValueError(f"{lanes} lanes cannot be shared by {num_replicas} processes with {repeats} repeats")
         self.n, self.world, self.rank = num_samples, num_replicas, rank
         self.repeats, self.seed, self.shuffle = repeats, seed, shuffle
-        self.batch_size, self.accum_steps = batch_size, accum_steps
-        self.lanes = lane_count(num_replicas, accum_steps, repeats)
-        self.batches_per_lane = math.ceil(num_samples / self.lanes) // batch_size
-        self.per_rank = samples_per_process(num_samples, num_replicas, accum_steps, repeats, batch_size)
+        self.batch_size, self.lanes = batch_size, lanes
+        self.batches_per_lane = math.ceil(num_samples / lanes) // batch_size
+        self.per_rank = samples_per_process(num_samples, lanes, num_replicas, batch_size)
         self.epoch, self.start = 0, 0
 
     def set_epoch(self, epoch: int, start: int = 0) -> None:

@@ -16,7 +16,7 @@ import torch
 from timm.data import create_transform
 from torch.utils.data import default_collate
 
-from rsb.config import AugConfig, DataConfig
+from rsb.config.schema import AugConfig, DataConfig
 from rsb.data import decode, tensor_ops
 from rsb.data.fast_transform import FastTrainTransform
 

@@ -17,7 +17,7 @@ from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD, resolve_data_
 
 from rsb.run import folder as run_folder
 from rsb.run.record import CheckpointRecord
-from rsb.config import ModelConfig
+from rsb.config.schema import ModelConfig
 from rsb.errors import UserError
 from rsb.models.factory import create_model, load_state_dict_checked
 

@@ -13,6 +13,7 @@ import torch
 from rsb.runtime import distributed
 from rsb.runtime.cpus import default_workers
 from rsb.runtime import precision
+from rsb.data.families.registry import family_named
 from rsb.errors import UserError
 from rsb.evaluation import checkpoints, scoring, sets, table
 from rsb.models.factory import param_count_millions
@@ -81,10 +82,11 @@ def _score_all(loaders, dist, log, *, data, imagenet_v2, real_labels, v2_per_cla
         torch.backends.cudnn.benchmark = True
     workers = default_workers() if workers is None else workers
     batch = batch_size or (256 if dist.device.type == "cuda" else 64)
-    sets_by_classes, rows = {}, []
+    sets_by_classes, test_splits, rows = {}, {}, []
     for load in loaders:
         item = load()
-        if item.dataset != "cifar10" and item.num_classes not in sets_by_classes:
+        fam = family_named(item.dataset)
+        if not fam.own_test_split and item.num_classes not in sets_by_classes:
             sets_by_classes[item.num_classes] = sets.requested_sets(item.num_classes, data, imagenet_v2,
                                                                     real_labels, v2_per_class, log,
                                                                     val_labels)
@@ -103,14 +105,14 @@ def _score_all(loaders, dist, log, *, data, imagenet_v2, real_labels, v2_per_cla
         values = {k: item.meta.get(k) for k in ("run", "recipe", "model", "epoch", "seed")}
         values.update(checkpoint=str(item.source), param_count=params, img_size=settings.size,
                       crop_pct=settings.crop_pct, interpolation=settings.interpolation)
-        if item.dataset == "cifar10":  # CIFAR-10's test set, as the paper reports (the ImageNet sets do not apply)
-            if "cifar10" not in sets_by_classes:
-                sets_by_classes["cifar10"] = sets.cifar_test_set(data, log)
-            res = scoring.score_cifar(model, sets_by_classes["cifar10"], item.pixel_mean, device=dist.device,
+        if fam.own_test_split:  # the family's test split (CIFAR-10's, as the paper reports), not validate's sets
+            if fam.name not in test_splits:
+                test_splits[fam.name] = fam.test_split(data, log)
+            res = scoring.score_cifar(model, test_splits[fam.name], item.pixel_mean, device=dist.device,
                                       amp_dtype=prec.dtype, batch_size=batch, rank=dist.rank, world=dist.world_size,
                                       channels_last=item.channels_last)
             values.update(val_top1=res["top1"], val_top5=res["top5"], val_images=res["images"])
-        for s in ([] if item.dataset == "cifar10" else sets_by_classes[item.num_classes]):
+        for s in ([] if fam.own_test_split else sets_by_classes[item.num_classes]):
             res = scoring.score_set(model, s, settings, device=dist.device, amp_dtype=prec.dtype, batch_size=batch,
                                     workers=workers, rank=dist.rank, world=dist.world_size,
                                     channels_last=item.channels_last, progress=progress, log=log)

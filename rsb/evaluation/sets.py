@@ -1,5 +1,6 @@
 """The evaluation sets a command line asks for: ImageNet-val (optionally with ReaL labels), ImageNet-V2 (folder or
-archive), or, with no data given, the built-in sample's val and V2-style splits.
+archive), or, with no data given, the built-in sample's val and V2-style splits. (A dataset family scored on its
+own test split, CIFAR-10, gives it itself: rsb.data.families.)
 
 Each set is a file index plus one label per file. Val keeps the training convention (labels = position of the
 WordNet-id folder in sorted order, as train.py assigns them); V2 uses its own rule (int(folder name)).
@@ -71,17 +72,6 @@ def sample_sets(num_classes: int) -> list[EvalSet]:
                         f"has {num_classes}; pass --data and/or --imagenet-v2.")
     root = ensure_sample_dataset()
     return [val_set(root, num_classes), v2_set(root / "v2", num_classes)]
-
-
-def cifar_test_set(data=None, log=print):
-    """CIFAR-10's 10,000 test images (from the archive or folder `data`), or the built-in CIFAR-like sample's."""
-    from rsb.data import cifar
-    if data is None:
-        test = cifar.read_sample(cifar.ensure_cifar_sample())[1]
-    else:
-        test = cifar.read_cifar10(Path(data))[1]
-    log(f"CIFAR-10 checkpoint: scoring {len(test)} test images of {test.where}")
-    return test
 
 
 def requested_sets(num_classes: int, data=None, imagenet_v2=None, real_json=None, v2_per_class: int | None = None,

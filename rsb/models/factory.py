@@ -4,7 +4,7 @@ from __future__ import annotations
 import timm
 import torch
 
-from rsb.config import ModelConfig
+from rsb.config.schema import ModelConfig
 from rsb.errors import UserError
 
 

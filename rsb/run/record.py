@@ -77,7 +77,7 @@ class CheckpointRecord:
     def check_same_recipe(self, cfg, resume_changed: bool) -> list[str]:
         """The recipe keys whose values differ between this checkpoint's run and `cfg` (run policy may change); a
         difference is refused unless `resume_changed`. Bare weights (no config) are not compared."""
-        from rsb.config import changed_recipe_values
+        from rsb.config.schema import changed_recipe_values
         changed = changed_recipe_values(self.config, cfg) if self.config is not None else []
         if changed and not resume_changed:
             raise UserError(f"{self.path} belongs to a run with other recipe values ({', '.join(changed)}); give a "

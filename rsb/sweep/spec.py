@@ -10,7 +10,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from rsb.run import folder as run_folder
-from rsb.config import Config, build_config, recipe_values, to_dict
+from rsb.config.schema import Config, recipe_values, to_dict
+from rsb.training.run_config import build_config
 from rsb.errors import UserError
 
 FORMAT = "rsb-sweep-1"

@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from rsb.config import LossConfig
+from rsb.config.schema import LossConfig
 
 
 def _smooth(target: torch.Tensor, eps: float) -> torch.Tensor:

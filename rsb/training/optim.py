@@ -8,7 +8,7 @@ import math
 import torch
 from timm.optim import Lamb, param_groups_weight_decay
 
-from rsb.config import OptimConfig, SchedConfig
+from rsb.config.schema import OptimConfig, SchedConfig
 
 
 def create_optimizer(model: torch.nn.Module, cfg: OptimConfig, lr: float) -> torch.optim.Optimizer:
@@ -79,7 +79,7 @@ class StepDecay(_Schedule):
 
     def __init__(self, sched: SchedConfig, peak_lr: float, steps_per_epoch: int, warmup_steps: int,
                  lr_scale: float = 1.0):
-        """`lr_scale`: the batch rule's factor on the recipe's lr (rsb.training.plan), applied to warmup_lr too, so the
+        """`lr_scale`: the batch rule's factor on the recipe's lr (Derived.lr_scale), applied to warmup_lr too, so the
         warm-up keeps its ratio to the peak (0.01 to 0.1) at any batch."""
         per = steps_per_epoch if sched.unit == "epochs" else 1
         self.milestones = [round(m * per) for m in sched.milestones]

@@ -8,8 +8,8 @@ included). When batch_per_device x world_size differs, one rule applies (`optim.
   sqrt        lr x sqrt(batch / reference)      (often better for adaptive optimizers like LAMB at small batch)
   none        lr unchanged
 The precision actually used (rsb.runtime.precision: the recipe's autocast where the device computes it natively,
-float32 elsewhere), the sampler's lanes (rsb.data.sampler) and the training input path that runs
-(rsb.data.transforms) are derived here too.
+float32 elsewhere), the sampler's lanes (rsb.data.sampler) and the training input path that runs (named by the
+dataset family, rsb.data.families) are derived here too. The config is checked before (rsb.training.run_config).
 """
 from __future__ import annotations
 
@@ -17,13 +17,11 @@ import math
 from dataclasses import asdict, dataclass
 
 from rsb.runtime import precision
-from rsb.config import CHOICES, SAMPLE_SCALE_FILES, Config, check_config, to_dict, to_yaml
+from rsb.config.schema import Config, to_dict, to_yaml
+from rsb.data.families.registry import family
 from rsb.data.sampler import lane_count, samples_per_process
-from rsb.data.transforms import BUILD_EXTENSIONS, train_pipeline
+from rsb.data.transforms import BUILD_EXTENSIONS
 from rsb.errors import UserError
-
-IMAGENET_TRAIN_IMAGES = 1_281_167  # ImageNet-1k train set; used when the data is not read (--print-config)
-BATCH_RULES = CHOICES["optim.batch_rule"]
 
 
 @dataclass(frozen=True)
@@ -33,6 +31,7 @@ class Derived:
     accum_steps: int
     global_batch: int           # images per optimizer step, all devices, accumulation included
     lr: float                   # peak learning rate actually used
+    lr_scale: float             # the batch rule's factor on the recipe's learning rates (the step warm-up's too)
     batch_rule_applied: str     # one sentence: which rule and why
     train_images: int
     samples_per_device: int     # per epoch, repeats included
@@ -50,37 +49,41 @@ class Derived:
         return max(0, min(self.steps_per_epoch, self.total_steps - epoch * self.steps_per_epoch))
 
 
-def _batch_rule(cfg: Config, per_step: int) -> tuple[int, float, str]:
+def _batch_rule(cfg: Config, per_step: int) -> tuple[int, float, float, str]:
+    """(accumulation steps, peak lr, its factor on the recipe's lr, one sentence saying which rule and why)."""
     ref, lr, rule = cfg.optim.reference_batch, cfg.optim.lr, cfg.optim.batch_rule
     if per_step == ref:
-        return 1, lr, f"batch {per_step} equals the reference batch: lr {lr:g} as in the recipe"
+        return 1, lr, 1.0, f"batch {per_step} equals the reference batch: lr {lr:g} as in the recipe"
     if rule == "accumulate":
         if ref % per_step == 0:
             k = ref // per_step
-            return k, lr, f"accumulate {k} steps of {per_step} to reach the reference batch {ref}: lr {lr:g}"
+            return k, lr, 1.0, f"accumulate {k} steps of {per_step} to reach the reference batch {ref}: lr {lr:g}"
         scaled = lr * per_step / ref
-        return 1, scaled, (f"batch {per_step} does not divide the reference batch {ref}: "
-                           f"linear lr scaling {lr:g} x {per_step}/{ref} = {scaled:.4g}")
+        return 1, scaled, per_step / ref, (f"batch {per_step} does not divide the reference batch {ref}: "
+                                           f"linear lr scaling {lr:g} x {per_step}/{ref} = {scaled:.4g}")
     if rule == "linear":
         scaled = lr * per_step / ref
-        return 1, scaled, f"linear lr scaling {lr:g} x {per_step}/{ref} = {scaled:.4g}"
+        return 1, scaled, per_step / ref, f"linear lr scaling {lr:g} x {per_step}/{ref} = {scaled:.4g}"
     if rule == "sqrt":
-        scaled = lr * math.sqrt(per_step / ref)
-        return 1, scaled, f"square-root lr scaling {lr:g} x sqrt({per_step}/{ref}) = {scaled:.4g}"
-    return 1, lr, f"batch {per_step}, reference {ref}, rule 'none': lr {lr:g} unchanged"
+        factor = math.sqrt(per_step / ref)
+        scaled = lr * factor
+        return 1, scaled, factor, f"square-root lr scaling {lr:g} x sqrt({per_step}/{ref}) = {scaled:.4g}"
+    return 1, lr, 1.0, f"batch {per_step}, reference {ref}, rule 'none': lr {lr:g} unchanged"
 
 
-def resolve(cfg: Config, world_size: int, train_images: int, prec: precision.Precision | None = None) -> Derived:
-    """`prec`: the precision chosen for the run's device (None: for the device --device auto would pick)."""
-    check_config(cfg)
+def resolve(cfg: Config, world_size: int, train_images: int, prec: precision.Precision | None = None,
+            input_path: str | None = None) -> Derived:
+    """The derived values of a checked config (rsb.training.run_config.build_config). `prec`: the precision chosen
+    for the run's device (None: for the device --device auto would pick); `input_path`: the line naming the
+    training set's input path as built (rsb.data.families' TrainingSet; None: the family names it from cfg)."""
     per_step = cfg.train.batch_per_device * world_size
-    accum, lr, note = _batch_rule(cfg, per_step)
+    accum, lr, lr_scale, note = _batch_rule(cfg, per_step)
     b = cfg.train.batch_per_device
-    samples = samples_per_process(train_images, world_size, accum, cfg.aug.repeated_aug, b)
+    lanes = lane_count(world_size, accum, cfg.aug.repeated_aug)
+    samples = samples_per_process(train_images, lanes, world_size, b)
     steps = samples // b // accum
     prec = prec or precision.for_config(cfg.train, "auto")
-    if steps == 0:
-        lanes = lane_count(world_size, accum, cfg.aug.repeated_aug)
+    if steps <= 0:  # a data.val_holdout larger than the assumed train set gives fewer than none
         raise UserError(f"{train_images} training images are too few for a batch of {per_step * accum} "
                         f"(train.batch_per_device={b}, {world_size} device(s), {accum} accumulation steps; the "
                         f"sampler deals them over {lanes} lanes of {math.ceil(train_images / lanes)}); lower "
@@ -88,37 +91,22 @@ def resolve(cfg: Config, world_size: int, train_images: int, prec: precision.Pre
     total = cfg.sched.max_steps or steps * cfg.sched.epochs
     return Derived(
         world_size=world_size, batch_per_device=cfg.train.batch_per_device, accum_steps=accum,
-        global_batch=per_step * accum, lr=lr, batch_rule_applied=note, train_images=train_images,
+        global_batch=per_step * accum, lr=lr, lr_scale=lr_scale, batch_rule_applied=note, train_images=train_images,
         samples_per_device=samples, steps_per_epoch=steps, epochs=math.ceil(total / steps), total_steps=total,
         warmup_steps=round(steps * cfg.sched.warmup_epochs),
-        sampler_lanes=lane_count(world_size, accum, cfg.aug.repeated_aug),
-        precision=prec.name, precision_reason=prec.reason, input_path=_input_path(cfg))
-
-
-def _input_path(cfg: Config) -> str:
-    if cfg.data.dataset == "cifar10":
-        from rsb.data.cifar import INPUT_PATH
-        return INPUT_PATH
-    return train_pipeline(cfg.data, cfg.aug, cfg.run.fast_transform).describe()
+        sampler_lanes=lanes, precision=prec.name, precision_reason=prec.reason,
+        input_path=input_path or family(cfg).input_path(cfg))
 
 
 def assumed_train_images(cfg: Config, sample: bool) -> int:
     """The training set's size where the data is not read (--print-config, a sweep's launch check): the built-in
     sample's, or the full data set's, less data.val_holdout."""
-    if cfg.data.dataset == "cifar10":
-        from rsb.data.cifar import train_images
-        return train_images(sample) - cfg.data.val_holdout
-    from rsb.data.sample import NUM_CLASSES, SPLITS
-    return (SPLITS["train"] * NUM_CLASSES if sample else IMAGENET_TRAIN_IMAGES) - cfg.data.val_holdout
-
-
-def derived_dict(d: Derived) -> dict:
-    return asdict(d)
+    return family(cfg).train_images(sample) - cfg.data.val_holdout
 
 
 def resolved_document(cfg: Config, derived: Derived, environment: dict | None = None) -> dict:
     """What resolved.yaml holds: the config, the derived values and (for a run) where it ran."""
-    doc = {"config": to_dict(cfg), "derived": derived_dict(derived)}
+    doc = {"config": to_dict(cfg), "derived": asdict(derived)}
     if environment is not None:
         doc["environment"] = environment
     return doc
@@ -155,12 +143,12 @@ def startup_lines(cfg: Config, d: Derived, device_type: str, run_dir) -> list[st
 
 
 def print_config(cfg: Config, sample: bool, device: str = "auto") -> str:
-    """The resolved YAML for --print-config: no data is read (ImageNet-1k's train size is assumed)."""
+    """The resolved YAML for --print-config: no data is read (the full data set's train size is assumed)."""
     from rsb.runtime import distributed
     images = assumed_train_images(cfg, sample)
     _, world, _ = distributed.env_rank_world()
-    full = "CIFAR-10" if cfg.data.dataset == "cifar10" else "ImageNet-1k"
-    scale = (f"built-in sample data at sample scale ({SAMPLE_SCALE_FILES[cfg.data.dataset].name}); pass --data "
-             f"for the full-scale recipe") if sample else f"{full} ({images} train images assumed, data not read)"
+    fam = family(cfg)
+    scale = (f"built-in sample data at sample scale ({fam.sample_scale_file.name}); pass --data for the "
+             f"full-scale recipe") if sample else f"{fam.full_name} ({images} train images assumed, data not read)"
     derived = resolve(cfg, world, images, precision.for_config(cfg.train, device))
     return f"# resolved for {scale}\n" + to_yaml(resolved_document(cfg, derived))

@@ -3,7 +3,7 @@ records by rsb.run.checkpoint_manager."""
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from rsb.runtime import distributed
@@ -13,13 +13,13 @@ from rsb.run import folder as run_folder
 from rsb.run import rng_state
 from rsb.run.checkpoint_manager import CheckpointManager, find_resume
 from rsb.run.record import CheckpointRecord
-from rsb.config import Config, to_dict, to_yaml
+from rsb.config.schema import Config, to_dict, to_yaml
 from rsb.data import seeds
 from rsb.errors import UserError
 from rsb.training.engine import NonFiniteLoss, evaluate, train_one_epoch
 from rsb.training.parts import build_parts, open_training_data
 from rsb.training.state import TrainState
-from rsb.training.plan import derived_dict, resolve, resolved_document, run_environment, startup_lines
+from rsb.training.plan import resolve, resolved_document, run_environment, startup_lines
 from rsb.run.console import Progress, TerminalCopy
 from rsb.run.metrics import MetricsLog, epoch_row, run_summary
 from rsb.run.trackers import Trackers
@@ -62,7 +62,7 @@ class Trainer:
         cfg, d = self.cfg, self.dist
         train_idx, val_idx = open_training_data(self.launch.data, cfg, self.log, self.launch.val_labels)
         self.precision = precision.for_config(cfg.train, d.device)
-        self.derived = resolve(cfg, d.world_size, len(train_idx), self.precision)
+        self.derived = resolve(cfg, d.world_size, len(train_idx), self.precision, train_idx.input_path)
         self.parts = build_parts(cfg, self.derived, self.precision, d, train_idx, val_idx, self.launch.workers)
         self._maybe_resume()
         self.trackers = Trackers(self.out, self.main, cfg.run.wandb_project, to_dict(cfg))  # once the run may go on
@@ -92,7 +92,7 @@ class Trainer:
         if self.main and not self.parts.weights_finite():
             raise NonFiniteLoss(self.state.step)  # never save non-finite weights
         record = CheckpointRecord(**self.parts.state_dict(), **self.state.record_fields(),
-                                  config=to_dict(self.cfg), derived=derived_dict(self.derived),
+                                  config=to_dict(self.cfg), derived=asdict(self.derived),
                                   rng=rng_state.capture(), model_name=self.cfg.model.name) if self.main else None
         self.ckpts.save(record, epoch_end=self.state.epoch_step == 0, is_best=is_best)
 

@@ -17,7 +17,8 @@ import train
 from tests._tiny import TINY_OVERRIDES, tiny_data
 from rsb.run import checkpoint
 from rsb import export
-from rsb.config import ModelConfig, load_recipe, to_dict
+from rsb.config.schema import ModelConfig, to_dict
+from rsb.config.load import load_recipe
 from rsb.models.factory import create_model
 
 

@@ -249,7 +249,7 @@ def test_float32_by_default_and_amp_only_where_native(trained, tmp_path, capsys,
 
 def test_interpolation_choices_are_the_recipes_test_interpolations(capsys):
     from rsb import validate as command
-    from rsb.config import CHOICES
+    from rsb.config.schema import CHOICES
     for name in CHOICES["data.test_interpolation"]:
         assert command.parse_args(["last.pt", "--interpolation", name]).interpolation == name
     with pytest.raises(SystemExit) as refused:

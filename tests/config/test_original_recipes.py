@@ -124,7 +124,7 @@ def test_resnet_family_trains_with_any_recipe_and_validate_scores_it(name, tmp_p
     import timm
 
     import validate
-    from rsb.config import build_config
+    from rsb.training.run_config import build_config
     from rsb.data.sample import default_sample_root, ensure_sample_dataset
     from rsb.evaluation import table
     from rsb.models.factory import create_model

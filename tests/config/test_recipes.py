@@ -6,7 +6,9 @@ import shutil
 import pytest
 import yaml
 
-from rsb.config import RECIPE_DIR, Config, load_recipe
+from rsb.config.load import RECIPE_DIR, load_recipe
+
+from rsb.config.schema import Config
 from rsb.errors import UserError
 
 # The RECIPES.md table, one literal dict per recipe (dotted config key -> expected value).
@@ -206,7 +208,7 @@ def test_every_config_key_is_written_in_every_recipe_file(raw, recipe):
 
 
 def test_run_policy_is_its_own_section():
-    from rsb.config import RunConfig, TrainConfig, recipe_values, to_dict
+    from rsb.config.schema import RunConfig, TrainConfig, recipe_values, to_dict
     policy = {"log_every", "eval_every", "checkpoint_every_minutes", "checkpoint_every_steps", "keep_checkpoints",
               "nonfinite", "deterministic", "fast_transform", "max_bad_image_fraction", "wandb_project"}
     assert policy == set(RunConfig.__dataclass_fields__)

@@ -8,7 +8,9 @@ import pytest
 import torch
 from PIL import Image
 
-from rsb.config import AugConfig, DataConfig, load_recipe
+from rsb.config.schema import AugConfig, DataConfig
+
+from rsb.config.load import load_recipe
 from rsb.data.batch import DeviceBatch
 from rsb.data.transforms import collate_uint8, eval_transform, train_transform
 

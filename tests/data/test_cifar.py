@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from rsb.config import load_recipe
+from rsb.config.load import load_recipe
 from rsb.data import cifar
 from rsb.data.batch import DeviceBatch, pad_crop_flip
 from rsb.errors import UserError

@@ -8,7 +8,7 @@ import pytest
 import torch
 from PIL import Image
 
-from rsb.config import load_recipe
+from rsb.config.load import load_recipe
 from rsb.data import decode
 from rsb.data.decode import EncodedJpeg, UnreadableImage, load_for_crop, load_rgb, load_rgb_array
 from rsb.data.fast_transform import FastTrainTransform

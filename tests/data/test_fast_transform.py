@@ -10,7 +10,7 @@ from PIL import Image
 from timm.data import create_transform
 from timm.data.auto_augment import RandAugment
 
-from rsb.config import load_recipe
+from rsb.config.load import load_recipe
 from rsb.data.decode import load_for_crop, load_rgb, load_rgb_array
 from rsb.data.fast_transform import FastTrainTransform
 from rsb.data.folder import ImageFolderIndex

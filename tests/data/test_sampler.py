@@ -15,8 +15,9 @@ from rsb.data.seeds import seed_for
 
 
 def make(n, world=1, rank=0, repeats=3, seed=0, epoch=0, batch=1, accum=1, shuffle=True, start=0):
+    """The sampler a run with `accum` micro-steps per process builds: given the lanes its plan computed."""
     s = RepeatedAugSampler(n, num_replicas=world, rank=rank, repeats=repeats, seed=seed, shuffle=shuffle,
-                           batch_size=batch, accum_steps=accum)
+                           batch_size=batch, lanes=lane_count(world, accum, repeats))
     s.set_epoch(epoch, start)
     return s
 
@@ -46,6 +47,18 @@ def steps(stream, batch, accum):
 def test_lane_count(world, accum, repeats, lanes):
     assert lane_count(world, accum, repeats) == lanes
     assert make(10, world, 0, repeats, accum=accum).lanes == lanes
+    # Without lanes given (a caller without a plan, e.g. the sweep's data-order fingerprint) the same rule.
+    assert RepeatedAugSampler(10, world, 0, repeats, accum_steps=accum).lanes == lanes
+
+
+def test_the_sampler_deals_over_the_lanes_it_is_given():
+    """The plan computes the lanes once; the sampler takes them as given (here more than world x accum needs)."""
+    s = RepeatedAugSampler(96, 2, 1, repeats=3, lanes=8)
+    assert s.lanes == 8 and len(s) == samples_per_process(96, 8, 2, 1) == 12 * 4
+    assert s.slots()[:5].tolist() == [1, 3, 5, 7, 9]  # rank 1 holds the odd lanes of 8, one sample each in turn
+    for lanes in (3, 2):  # not shared evenly by 2 processes, or fewer than the repeats
+        with pytest.raises(ValueError):
+            RepeatedAugSampler(96, 2, 0, repeats=3, lanes=lanes)
 
 
 @pytest.mark.parametrize("n", [96, 100, 101, 1003])
@@ -53,8 +66,8 @@ def test_lane_count(world, accum, repeats, lanes):
     (1, 1, 1, 3), (2, 1, 1, 3), (4, 1, 1, 3), (1, 8, 4, 3), (2, 4, 4, 3), (4, 2, 4, 3), (8, 1, 4, 3),
     (2, 1, 5, 3), (1, 1, 7, 1), (4, 2, 3, 1)])
 def test_len_matches_samples_per_process(n, world, accum, batch, repeats):
-    expect = samples_per_process(n, world, accum, repeats, batch)
     lanes = lane_count(world, accum, repeats)
+    expect = samples_per_process(n, lanes, world, batch)
     assert expect == (math.ceil(n / lanes) // batch) * batch * (lanes // world)
     for rank in range(world):
         s = make(n, world, rank, repeats, batch=batch, accum=accum)
@@ -186,7 +199,7 @@ def test_a2_imagenet_micro_batches_hold_distinct_images():
     t0 = time.perf_counter()
     s = make(n, 1, 0, repeats, seed=0, epoch=0, batch=batch, accum=accum)
     assert s.lanes == 8
-    assert len(s) == samples_per_process(n, 1, accum, repeats, batch) == (math.ceil(n / 8) // 256) * 256 * 8
+    assert len(s) == samples_per_process(n, 8, 1, batch) == (math.ceil(n / 8) // 256) * 256 * 8
     order = s.order().numpy()
     head = s.slots()[:first_steps * accum * batch]
     micro = order[head].reshape(-1, batch)

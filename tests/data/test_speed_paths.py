@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from rsb.config import load_recipe
+from rsb.config.load import load_recipe
 from rsb.data.folder import ImageFolderIndex
 from rsb.data.loader import train_dataset
 from rsb.data.seeds import seed_generators

@@ -19,7 +19,7 @@ import torch
 from tests._tiny import REPO, tiny_data
 from rsb.run import checkpoint
 from rsb.training.engine import NonFiniteLoss
-from rsb.config import build_config
+from rsb.training.run_config import build_config
 from rsb.training.trainer import LaunchOptions, Trainer
 
 # A small ResNet keeps checkpoints small; every other recipe value is A2's. 12 optimizer steps in all

@@ -30,7 +30,7 @@ CUDA = torch.device("cuda", 0)
 
 def override(key: str, value) -> str:
     """`section.key=value` for a config field, wherever its section is (run policy moved between sections)."""
-    from rsb.config import Config
+    from rsb.config.schema import Config
     for section in dataclasses.fields(Config):
         if section.default_factory is not dataclasses.MISSING:
             if key in {f.name for f in dataclasses.fields(section.default_factory())}:
@@ -40,7 +40,7 @@ def override(key: str, value) -> str:
 
 def tiny_cuda_trainer(tmp_path, extra: list[str], model: str = "resnet50"):
     """A set-up Trainer of one epoch (6 optimizer steps) on the tiny sample data, on the GPU."""
-    from rsb.config import build_config
+    from rsb.training.run_config import build_config
     from rsb.training.trainer import LaunchOptions, Trainer
     cfg = build_config("a2", [*TINY_OVERRIDES, f"model.name={model}", "sched.epochs=1", "sched.warmup_epochs=0",
                               override("checkpoint_every_minutes", 0), *extra], sample=False)

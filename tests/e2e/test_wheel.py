@@ -50,8 +50,8 @@ def test_the_installed_package_is_the_wheel_with_its_recipes(installed):
     bindir, env, root = installed
     away = root / "elsewhere"
     away.mkdir(exist_ok=True)
-    where = _run([bindir / "python", "-c", "import rsb, rsb.config as c; print(rsb.__file__); print(c.RECIPE_DIR)"],
-                 away, env).stdout.split()
+    show = "import rsb, rsb.config.load as c; print(rsb.__file__); print(c.RECIPE_DIR)"
+    where = _run([bindir / "python", "-c", show], away, env).stdout.split()
     assert all(str(root / "venv") in w for w in where) and not any(str(REPO) in w for w in where)
     listed = _run([bindir / "rsb-train", "--list-recipes"], away, env).stdout
     assert all(f"{name} " in listed for name in ("a1", "a2", "a3")) and "sample_scale" not in listed

@@ -12,7 +12,8 @@ import torch
 
 import validate
 from rsb.data.batch import DeviceBatch
-from rsb.data.loader import eval_loader, imagenet_splits
+from rsb.data.layout import open_splits
+from rsb.data.loader import eval_loader
 from rsb.training.engine import evaluate
 from rsb.errors import UserError
 from rsb.evaluation import checkpoints, scoring, sets, table
@@ -204,10 +205,10 @@ def test_training_and_validate_find_the_val_folder_by_one_rule(tmp_path):
     for split in ("train", "val"):
         (data / split / "n00000000").mkdir(parents=True)
         (data / split / "n00000000" / "a.JPEG").write_bytes(_jpeg())
-    train, val = imagenet_splits(data)
+    train, val = open_splits(data)
     assert val.root == sets.val_set(data, 1).index.root == data / "val"
     assert sets.val_set(data / "val", 1).index.root == data / "val"  # validate.py also takes the folder itself
     (tmp_path / "empty").mkdir()
-    for call in (lambda: imagenet_splits(tmp_path / "empty"), lambda: sets.val_set(tmp_path / "empty", 1)):
+    for call in (lambda: open_splits(tmp_path / "empty"), lambda: sets.val_set(tmp_path / "empty", 1)):
         with pytest.raises(UserError, match="data folder .*empty has no '(train|val)' folder"):
             call()

@@ -78,6 +78,6 @@ def test_registered_by_import_rsb_without_loading_torch():
 
 
 def test_model_name_choice_accepts_cifar_nets():
-    from rsb.config import build_config
+    from rsb.training.run_config import build_config
     cfg = build_config("cifar10_resnet", ["model.name=cifar_plain56"], sample=True)
     assert cfg.model.name == "cifar_plain56"

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from rsb.run.checkpoint import load, save_atomic
-from rsb.config import ModelConfig
+from rsb.config.schema import ModelConfig
 from rsb.errors import UserError
 from rsb.models.factory import create_model, load_state_dict_checked, unwrap
 

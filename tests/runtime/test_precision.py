@@ -11,9 +11,9 @@ import yaml
 from tests._tiny import tiny_data
 from rsb.run import checkpoint
 from rsb.runtime import precision
-from rsb.config import TrainConfig
+from rsb.config.schema import TrainConfig
 from rsb.training.plan import resolve
-from rsb.config import build_config
+from rsb.training.run_config import build_config
 from rsb.training.plan import print_config
 from rsb.training.trainer import LaunchOptions, train
 

@@ -16,7 +16,7 @@ from tests._tiny import REPO, tiny_data
 from rsb.run import checkpoint
 from rsb.runtime import distributed
 from rsb.runtime import precision
-from rsb.config import SchedConfig
+from rsb.config.schema import SchedConfig
 from rsb.training.engine import train_one_epoch
 from rsb.training.optim import WarmupCosine
 from tests.e2e.test_faults import FAULT_OVERRIDES, _args, _env, _interrupt_at_step, _run, _same, _weights
@@ -291,7 +291,7 @@ def test_interrupted_run_with_accumulation_ends_bitwise_equal_to_uninterrupted(d
 
 
 def _in_process_trainer(data, out, extra):
-    from rsb.config import build_config
+    from rsb.training.run_config import build_config
     from rsb.training.trainer import LaunchOptions, Trainer
 
     cfg = build_config("a2", [*FAULT_OVERRIDES, *ACCUM_OVERRIDES, *SHORT, *extra], sample=False)

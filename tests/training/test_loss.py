@@ -5,7 +5,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from rsb.config import LossConfig, load_recipe
+from rsb.config.schema import LossConfig
+
+from rsb.config.load import load_recipe
 from rsb.training.loss import SoftTargetCE, ThresholdedBCE, create_loss
 
 K = 10
@@ -159,7 +161,7 @@ def test_a1_recipe_loss_is_timms_order_as_released():
 
 
 def test_a1_paper_text_order_is_the_option():
-    from rsb.config import apply_overrides
+    from rsb.config.load import apply_overrides
     cfg = apply_overrides(load_recipe("a1"), ["loss.smoothing_after_threshold=true"])
     t = create_loss(cfg.loss, cfg.model.num_classes).targets(torch.tensor([0]))
     assert t[0, 0].item() == pytest.approx(0.9 + 0.1 / 1000)

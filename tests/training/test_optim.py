@@ -6,7 +6,9 @@ import torch
 from timm.optim import Lamb
 from torch import nn
 
-from rsb.config import OptimConfig, SchedConfig, load_recipe
+from rsb.config.schema import OptimConfig, SchedConfig
+
+from rsb.config.load import load_recipe
 from rsb.training.optim import WarmupCosine, clips_gradients_itself, create_optimizer
 
 

@@ -1,15 +1,17 @@
-"""The batch rule, steps per epoch and config checks of rsb.training.plan."""
+"""The batch rule, steps per epoch and derived values of rsb.training.plan; the config checks it relies on."""
 from __future__ import annotations
 
 import math
 
 import pytest
 
-from rsb.config import apply_overrides, load_recipe
+from rsb.config.checks import check_config
+from rsb.config.load import apply_overrides, load_recipe
+from rsb.data.families.imagenet import TRAIN_IMAGES
 from rsb.errors import UserError
-from rsb.training.plan import IMAGENET_TRAIN_IMAGES, check_config, derived_dict, resolve
+from rsb.training.plan import resolve
 
-N = IMAGENET_TRAIN_IMAGES
+N = TRAIN_IMAGES
 
 
 def cfg_with(recipe="a2", *overrides):
@@ -17,7 +19,7 @@ def cfg_with(recipe="a2", *overrides):
 
 
 def test_imagenet_constant():
-    assert IMAGENET_TRAIN_IMAGES == 1_281_167
+    assert TRAIN_IMAGES == 1_281_167
 
 
 def test_reference_batch_8_devices():
@@ -147,7 +149,7 @@ def test_too_small_dataset():
 
 def test_odd_batch_with_mixup_is_rejected():
     with pytest.raises(UserError, match="even"):
-        resolve(cfg_with("a2", "train.batch_per_device=255"), 1, N)
+        check_config(cfg_with("a2", "train.batch_per_device=255"))
 
 
 def test_odd_batch_without_mixing_is_allowed():
@@ -183,8 +185,9 @@ def test_recipes_pass_check(recipe):
     check_config(load_recipe(recipe))
 
 
-def test_derived_dict_is_plain():
-    d = derived_dict(resolve(cfg_with("a2"), 1, N))
+def test_derived_values_in_resolved_yaml_are_plain():
+    from rsb.training.plan import resolved_document
+    d = resolved_document(cfg_with("a2"), resolve(cfg_with("a2"), 1, N))["derived"]
     assert d["accum_steps"] == 8 and isinstance(d["batch_rule_applied"], str)
 
 
@@ -206,3 +209,33 @@ def test_the_input_path_and_versions_are_named_with_one_warning_for_missing_exte
     warnings = [line for line in lines if line.startswith("warning:")]
     assert len(warnings) == 1 and "apt-get install gcc libjpeg-dev" in warnings[0] and "pip install" in warnings[0]
     assert not [line for line in startup_lines(cfg_with("a2"), timm_chain, "cpu", tmp_path) if "warning" in line]
+
+
+@pytest.mark.parametrize("recipe,overrides,world,scale", [
+    ("a2", [], 8, 1.0), ("a2", [], 1, 1.0),  # the reference batch, or accumulation up to it: the recipe's lr
+    ("a2", ["train.batch_per_device=96"], 1, 96 / 2048),  # accumulate falls back to linear
+    ("a2", ["train.batch_per_device=128", "optim.batch_rule=linear"], 2, 256 / 2048),
+    ("a3", ["train.batch_per_device=128", "optim.batch_rule=sqrt"], 2, math.sqrt(256 / 2048)),
+    ("a2", ["train.batch_per_device=128", "optim.batch_rule=none"], 1, 1.0)])
+def test_the_lr_scale_is_the_batch_rules_factor_computed_once(recipe, overrides, world, scale):
+    """The schedule takes Derived.lr_scale as computed (the step warm-up's lr), not a ratio of lr back out."""
+    cfg = cfg_with(recipe, *overrides)
+    d = resolve(cfg, world, N)
+    assert d.lr_scale == pytest.approx(scale, rel=1e-15)
+    assert d.lr == pytest.approx(cfg.optim.lr * d.lr_scale, rel=1e-15)
+
+
+def test_the_config_is_checked_once_where_the_run_builds_it(monkeypatch):
+    """build_config checks (the schema's rules and the family's); resolve and --print-config do not again."""
+    from rsb.data.families import imagenet
+    from rsb.training import run_config
+    from rsb.training.plan import print_config
+    calls = []
+    monkeypatch.setattr(run_config, "check_config", lambda cfg: calls.append("schema"))
+    monkeypatch.setattr(imagenet.ImageNet, "check", lambda self, cfg: calls.append("family"))
+    cfg = run_config.build_config("a2", ["train.batch_per_device=32"], sample=True)
+    resolve(cfg, 1, 2600)
+    print_config(cfg, sample=True, device="cpu")
+    assert calls == ["schema", "family"]
+    odd = cfg_with("a2", "train.batch_per_device=255")  # built around build_config: resolve takes it as it is
+    assert resolve(odd, 1, N).batch_per_device == 255
