@@ -10,6 +10,9 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+from rsb.config.schema import DataConfig
+from rsb.data.families.registry import family_named
+
 PREFIXES = ("val", "v2", "real")
 FULL_IMAGES = {"val": 50_000, "v2": 10_000}  # ImageNet-val; every ImageNet-V2 variant (10 per class)
 GENERIC = {"val": "val", "v2": "V2", "real": "ReaL"}
@@ -31,9 +34,10 @@ def sweep_sets(spec, scores: dict) -> dict:
     the V2 variant rsb.validate recorded. `scores`: {seed: rsb.sweep.scores' values}."""
     first = next(iter(scores.values()), {}) if scores else {}
     val_images, v2_images = first.get("val_images"), first.get("v2_images")
-    cifar = (spec.config.get("data") or {}).get("dataset") == "cifar10"
-    if cifar:
-        val = "CIFAR-like sample test split" if spec.sample else "CIFAR-10 test"
+    fam = family_named((spec.config.get("data") or {}).get("dataset") or DataConfig().dataset)
+    own_test = fam.own_test_split
+    if own_test:
+        val = fam.test_split_names[1] if spec.sample else fam.test_split_names[0]
     elif spec.sample:
         val = "sample val split"
     elif val_images == FULL_IMAGES["val"]:
@@ -41,7 +45,7 @@ def sweep_sets(spec, scores: dict) -> dict:
     else:
         val = f"val split of {Path(spec.data).name}"
     sets = {"val": {"name": val, "images": val_images}}
-    if first.get("v2_top1") is not None or spec.imagenet_v2 or (spec.sample and not cifar):
+    if first.get("v2_top1") is not None or spec.imagenet_v2 or (spec.sample and not own_test):
         sets["v2"] = {"name": v2_name(first.get("v2_set")), "images": v2_images}
     return sets
 

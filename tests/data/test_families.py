@@ -224,9 +224,9 @@ def test_a_third_family_goes_through_the_config_and_the_plan(squares):
 
 def test_a_third_family_trains(squares, tmp_path):
     from rsb.runtime import distributed
-    from rsb.training.trainer import RunEnv, Trainer
+    from rsb.training.trainer import LaunchOptions, Trainer
     cfg = build_config("cifar10_resnet", ["data.dataset=squares"], sample=True)
-    trainer = Trainer(cfg, RunEnv(data=None, output=tmp_path / "run", workers=2, device="cpu", quiet=True))
+    trainer = Trainer(cfg, LaunchOptions(data=None, output=tmp_path / "run", workers=2, device="cpu", quiet=True))
     try:
         trainer.setup()
         loader = trainer.parts.train_loader
@@ -244,10 +244,10 @@ def test_a_third_family_trains(squares, tmp_path):
 def test_the_runs_schedule_takes_the_plans_lr_scale(squares, tmp_path):
     """The step schedule's warm-up lr is scaled by the batch rule's factor as the plan computed it."""
     from rsb.runtime import distributed
-    from rsb.training.trainer import RunEnv, Trainer
+    from rsb.training.trainer import LaunchOptions, Trainer
     cfg = build_config("cifar10_resnet110", ["data.dataset=squares", "optim.batch_rule=linear",
                                              "optim.reference_batch=128"], sample=True)
-    trainer = Trainer(cfg, RunEnv(data=None, output=tmp_path / "run", workers=0, device="cpu", quiet=True))
+    trainer = Trainer(cfg, LaunchOptions(data=None, output=tmp_path / "run", workers=0, device="cpu", quiet=True))
     try:
         trainer.setup()
     finally:

@@ -24,6 +24,7 @@ class Cifar10(Family):
     recipe = "cifar10_resnet"
     computes_mean_image = True
     augments_on_device = True
+    test_split_names = ("CIFAR-10 test", "CIFAR-like sample test split")
     own_test_split = True  # scored on its 10,000 test images, as the paper reports (the ImageNet sets do not apply)
 
     def check(self, cfg: Config) -> None:

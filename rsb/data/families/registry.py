@@ -45,6 +45,7 @@ class Family:
     computes_mean_image: bool = False  # data.normalize=pixel_mean is possible (the train split's mean image)
     augments_on_device: bool = False  # hflip runs on the device (rsb.data.batch.DeviceBatch), not in the loader
     own_test_split: bool = False      # scored on its own test split (test_split), not on the sets validate asks for
+    test_split_names: tuple = ("", "")  # with own_test_split: the test split's name (full data, built-in sample)
 
     def check(self, cfg: Config) -> None:
         """The family's own rules for config values (rsb.config.checks.check_config has the others)."""
