@@ -145,13 +145,13 @@ class Trainer:
                 first_step=st.step, steps=der.steps_in_epoch(epoch) - st.epoch_step, accum_steps=der.accum_steps,
                 amp_dtype=self.precision.dtype, scaler=p.scaler, clip_grad=p.clip, ema=p.ema, progress=progress,
                 world_size=d.world_size, skip_nonfinite=cfg.run.nonfinite == "skip", after_step=self._after_step,
-                seed_micro_batch=self._seed_micro_batch)
+                seed_micro_batch=self._seed_micro_batch, tally=st.begin_epoch(d.device, d.world_size))
         except NonFiniteLoss as e:
             self.metrics.append({"epoch": epoch + 1, "train_loss": "nan", "nonfinite_steps": 1,
                                  "note": f"stopped: non-finite loss at step {e.step}"})
             raise
         progress.close()
-        self.images_seen += stats.steps * der.accum_steps * der.batch_per_device
+        self.images_seen += stats.samples  # the epoch's, a part before a resume included, as its skipped images
         self.images_skipped += stats.skipped_images
         check_bad_images(self.images_skipped, self.images_seen, cfg.run.max_bad_image_fraction)
         return stats
