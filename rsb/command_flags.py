@@ -1,5 +1,5 @@
 """The command-line flags of a training run that train.py and `python -m rsb.sweep launch` share (recipe, data,
-val labels, workers, device), defined once so both commands spell, default and explain them alike."""
+val labels, workers, threads, device), defined once so both commands spell, default and explain them alike."""
 from __future__ import annotations
 
 import argparse
@@ -17,5 +17,8 @@ def training_run_flags() -> argparse.ArgumentParser:
                         "devkit's meta.mat beside it) or LOC_val_solution.csv; default: found beside val/")
     p.add_argument("--workers", type=int, default=None,
                    help="loader processes per device (default: CPUs per device, at most 8)")
+    p.add_argument("--threads", type=int, default=None,
+                   help="torch compute threads per device (default: OMP_NUM_THREADS if set, else CPUs per device: "
+                        "Slurm's CPUs per task, or the usable CPUs shared among this node's processes)")
     p.add_argument("--device", default="auto", help="auto (CUDA if present), cpu, cuda or cuda:N")
     return p

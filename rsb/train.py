@@ -107,7 +107,6 @@ def run(args: argparse.Namespace) -> int:
         return 0
     from rsb.training import trainer
     from rsb.training.run_config import build_config
-    from rsb.runtime.cpus import default_workers
     from rsb.training.plan import print_config
     sample = args.data is None
     policy = [f"run.wandb_project={args.wandb_project}"] if args.wandb_project else []
@@ -117,9 +116,9 @@ def run(args: argparse.Namespace) -> int:
         return 0
     name = Path(args.recipe).stem + ("-sample" if sample else "")
     launch = trainer.LaunchOptions(data=args.data, output=args.output or Path("runs") / name,
-                                   workers=args.workers if args.workers is not None else default_workers(),
-                                   device=args.device, resume=args.resume, resume_changed=args.resume_changed,
-                                   quiet=args.quiet, val_labels=args.val_labels)
+                                   workers=args.workers, threads=args.threads, device=args.device,
+                                   resume=args.resume, resume_changed=args.resume_changed, quiet=args.quiet,
+                                   val_labels=args.val_labels)
     summary = trainer.train(cfg, launch)
     if summary.get("final_val_top1") is not None:
         print(f"done: final val top-1 {summary['final_val_top1']:.2f}% "

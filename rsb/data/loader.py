@@ -10,6 +10,7 @@ from rsb.data import seeds
 from rsb.data.sampler import RepeatedAugSampler
 from rsb.data.malloc import keep_freed_memory_in_heap
 from rsb.data.transforms import collate_uint8, eval_transform, train_pipeline
+from rsb.runtime.signals import worker_init
 
 
 def train_dataset(cfg: Config, index) -> SourceDataset:
@@ -40,6 +41,7 @@ class TrainLoader:
         self.loader = DataLoader(
             dataset, batch_size=cfg.train.batch_per_device, sampler=self.sampler, num_workers=workers,
             collate_fn=collate_uint8, pin_memory=pin_memory, drop_last=True, generator=self.generator,
+            worker_init_fn=worker_init(),  # signals are the trainer's to handle (rsb.runtime.signals)
             # Workers live across epochs (as timm's loader's do): no start-up or warm-up per epoch. Safe here
             # because every random draw comes from the per-sample seed, not from worker state.
             persistent_workers=workers > 0)
@@ -57,4 +59,4 @@ def eval_loader(index, size: int, crop_pct: float, interpolation: str, batch_siz
     per = -(-len(dataset) // world)
     subset = torch.utils.data.Subset(dataset, range(rank * per, min(len(dataset), (rank + 1) * per)))
     return DataLoader(subset, batch_size=batch_size, shuffle=False, num_workers=workers,
-                      collate_fn=collate_uint8, pin_memory=torch.cuda.is_available())
+                      collate_fn=collate_uint8, pin_memory=torch.cuda.is_available(), worker_init_fn=worker_init())

@@ -54,7 +54,8 @@ def plot_curves(rows: list[dict], path: Path, title: str) -> None:
 def epoch_row(epoch: int, step: int, stats, val: dict, ema_val: dict, precision: str) -> dict:
     """One metrics.csv row: the epoch's training statistics (rsb.training.engine.EpochStats; train_top1 on the
     augmented training batches, blank under Mixup/CutMix) at global optimizer step `step`, and its evaluations,
-    which compute in the run's precision."""
+    which compute in the run's precision. An epoch resumed mid-way says so in `note` (its statistics cover the
+    whole epoch, or are marked partial where the checkpoint carried no running totals)."""
     return {"epoch": epoch, "step": step, "train_loss": round(stats.loss, 5),
             "train_top1": round(stats.train_top1, 3) if stats.train_top1 is not None else "", "lr": stats.lr,
             "val_top1": round(val["top1"], 3) if val else "", "val_top5": round(val["top5"], 3) if val else "",
@@ -63,7 +64,7 @@ def epoch_row(epoch: int, step: int, stats, val: dict, ema_val: dict, precision:
             "ema_top5": round(ema_val["top5"], 3) if ema_val else "",
             "images_per_sec": round(stats.images_per_sec, 1), "epoch_seconds": round(stats.seconds, 1),
             "skipped_images": stats.skipped_images, "nonfinite_steps": stats.nonfinite_skipped,
-            "precision": precision}
+            "precision": precision, "note": stats.note}
 
 
 def run_summary(cfg, derived, best: dict, rows: list[dict], last_val: dict, world_size: int, seconds: float,

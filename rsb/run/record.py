@@ -5,6 +5,8 @@ one (read, from_dict). The stored keys stay as they have been since format rsb-1
 timm.models.load_checkpoint(model, path) takes "model", and with use_ema=True "state_dict_ema". Files written
 before this record (no "format"; EMA weights under "ema"; no schedule, scaler or pixel mean) and bare weights
 ({"model": ...}) load too; a file of a format this version does not know is refused in one sentence.
+Entries added since are stored only when they hold something ("epoch_tally": a mid-epoch checkpoint's running
+totals), so a file without them is one of the same format, read with the entry None.
 """
 from __future__ import annotations
 
@@ -24,6 +26,8 @@ EMA_KEY = "state_dict_ema"
 OLD_EMA_KEY = "ema"  # checkpoints written before the EMA weights took timm's name
 # A record field and the key it is stored under, where the two differ.
 _STORED_AS = {"ema": EMA_KEY}
+# Fields added after format rsb-1's first files: left out of the stored dict when None.
+_STORED_WHEN_SET = {"epoch_tally"}
 
 
 @dataclass
@@ -37,6 +41,7 @@ class CheckpointRecord:
     pixel_mean: torch.Tensor | None = None   # CIFAR-10's mean image (data.normalize=pixel_mean): scored alone
     epoch: int | None = None                 # completed epochs
     epoch_step: int | None = None            # optimizer steps into the next epoch (a mid-epoch checkpoint)
+    epoch_tally: dict | None = None          # that epoch's running totals so far (rsb.training.tally.EpochTally)
     step: int | None = None                  # optimizer steps in all
     best: dict | None = None                 # the best evaluation so far: top1, top5, epoch
     config: dict | None = None               # the resolved config (rsb.config.to_dict)
@@ -48,7 +53,8 @@ class CheckpointRecord:
 
     def to_dict(self) -> dict:
         """The dict a checkpoint file stores (rsb.run.checkpoint.save_atomic adds the digest)."""
-        return {_STORED_AS.get(name, name): getattr(self, name) for name in _FIELDS}
+        return {_STORED_AS.get(name, name): getattr(self, name) for name in _FIELDS
+                if name not in _STORED_WHEN_SET or getattr(self, name) is not None}
 
     @classmethod
     def from_dict(cls, stored: dict, path: str | Path | None = None) -> "CheckpointRecord":

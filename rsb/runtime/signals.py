@@ -1,7 +1,12 @@
-"""The stop flag: SIGINT, SIGTERM, SIGUSR1 and SIGUSR2 ask a run to finish its step, checkpoint and exit."""
+"""The stop flag: SIGINT, SIGTERM, SIGUSR1 and SIGUSR2 ask a run to finish its step, checkpoint and exit; loader
+workers leave stopping to the trainer and die with it."""
 from __future__ import annotations
 
+import ctypes
+import functools
+import os
 import signal
+import sys
 
 import torch
 
@@ -56,3 +61,33 @@ class StopFlag:
         if flag and self.signum is None:
             self.signum = signal.SIGTERM  # a peer was signalled
         return flag
+
+
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
+
+
+def loader_worker_init(trainer_pid: int, worker_id: int = 0) -> None:
+    """Run first in each loader worker (DataLoader's worker_init_fn; see worker_init). A worker is forked with
+    the trainer's Python signal handlers, and Slurm signals every process of a job step: the worker would catch
+    the stop signals too (a second "received" line in train.log) and submitit's handlers. Here the stop signals
+    are ignored (an uncaught SIGTERM or SIGUSR2 would kill the worker while the trainer finishes its step and
+    needs its next batch) and every other inherited Python handler is reset. The trainer stops the workers when
+    it ends; should it die, the kernel kills them with it (PR_SET_PDEATHSIG on Linux; torch's own watchdog
+    would notice only at its next 5-second check)."""
+    for s in signal.valid_signals():
+        handler = signal.getsignal(s)
+        target = signal.SIG_IGN if s in STOP_SIGNALS else signal.SIG_DFL if callable(handler) else None
+        if target is not None:
+            signal.signal(s, target)
+    if sys.platform.startswith("linux"):
+        try:
+            ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
+        except (OSError, AttributeError):  # no prctl to call: torch's watchdog is left
+            pass
+    if os.getppid() != trainer_pid:  # the trainer died before the line above took effect
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+def worker_init():
+    """A DataLoader worker_init_fn that runs loader_worker_init for workers of this process."""
+    return functools.partial(loader_worker_init, os.getpid())

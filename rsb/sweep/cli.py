@@ -109,7 +109,7 @@ def _positive(name: str, value) -> None:
 
 def _check_launch_numbers(args) -> None:
     for name in ("max_parallel", "nodes", "tasks_per_node", "cpus_per_task", "mem_gb", "timeout_min",
-                 "signal_before_s"):
+                 "signal_before_s", "threads"):
         _positive("--" + name.replace("_", "-"), getattr(args, name))
     if args.workers is not None and args.workers < 0:
         raise UserError(f"--workers must be 0 or more, got {args.workers}.")
@@ -131,7 +131,7 @@ def run(args) -> int:
                       gpus_per_node=args.gpus_per_node, tasks_per_node=args.tasks_per_node,
                       cpus_per_task=args.cpus_per_task, mem_gb=args.mem_gb, timeout_min=args.timeout_min,
                       signal_before_s=args.signal_before_s, max_parallel=args.max_parallel, workers=args.workers,
-                      device=args.device, resume_changed=args.resume_changed)
+                      threads=args.threads, device=args.device, resume_changed=args.resume_changed)
         return launch(args.recipe, parse_seeds(args.seeds), args.out, args.data, args.imagenet_v2,
                       args.overrides, ex, dry_run=args.dry_run, slurm_extra=dict(args.slurm) or None,
                       val_labels=args.val_labels)

@@ -36,16 +36,16 @@ class SeedJob:
 
     def __init__(self, sweep_dir: str, seed: int, recipe: str, overrides: list[str], data: str | None,
                  workers: int | None = None, device: str = "auto", cpu_share: int = 1, resume_changed: bool = False,
-                 val_labels: str | None = None):
+                 val_labels: str | None = None, threads: int | None = None):
         self.params = dict(sweep_dir=str(sweep_dir), seed=int(seed), recipe=recipe, overrides=list(overrides),
                            data=data, workers=workers, device=device, cpu_share=int(cpu_share),
-                           resume_changed=bool(resume_changed), val_labels=val_labels)
+                           resume_changed=bool(resume_changed), val_labels=val_labels, threads=threads)
 
     @classmethod
     def from_spec(cls, spec, out: Path, seed: int, cpu_share: int = 1) -> "SeedJob":
         return cls(str(Path(out).resolve()), seed, spec.recipe, spec.overrides, spec.data,
                    spec.executor.workers, spec.executor.device, cpu_share, spec.executor.resume_changed,
-                   spec.val_labels)
+                   spec.val_labels, spec.executor.threads)
 
     @property
     def run_dir(self) -> Path:
@@ -59,12 +59,11 @@ class SeedJob:
             os.environ.update(ddp_environment(env))
             return env.global_rank, env.num_tasks, env.job_id, PREEMPT_SIGNAL
         # A single process: also shields the run from rank variables of an enclosing torchrun or srun.
-        os.environ.update(RANK="0", WORLD_SIZE="1", LOCAL_RANK="0")
+        os.environ.update(RANK="0", WORLD_SIZE="1", LOCAL_RANK="0", LOCAL_WORLD_SIZE="1")
         return 0, 1, f"local:{os.getpid()}", None
 
     def __call__(self) -> dict:
         # torch loads here, where the job runs, not in the commands that submit or follow it
-        from rsb.runtime.cpus import default_workers
         from rsb.training.trainer import LaunchOptions, train
         p = self.params
         rank, world, job_id, requeue_signal = self._environment()
@@ -75,10 +74,11 @@ class SeedJob:
             state.write_running(run_dir, job_id, world)
         try:
             cfg = seed_config(p["recipe"], p["overrides"], p["data"] is None, p["seed"])
-            workers = p["workers"] if p["workers"] is not None else default_workers(p["cpu_share"])  # train.py's rule
-            env = LaunchOptions(data=Path(p["data"]) if p["data"] else None, output=run_dir, workers=workers,
-                         device=p["device"], resume_changed=p["resume_changed"],
-                         val_labels=Path(p["val_labels"]) if p.get("val_labels") else None)
+            # workers and threads: given, or from the CPU budget as train.py's (rsb.runtime.cpus)
+            env = LaunchOptions(data=Path(p["data"]) if p["data"] else None, output=run_dir, workers=p["workers"],
+                                threads=p.get("threads"), cpu_share=p["cpu_share"], device=p["device"],
+                                resume_changed=p["resume_changed"],
+                                val_labels=Path(p["val_labels"]) if p.get("val_labels") else None)
             return train(cfg, env)
         except SystemExit as e:
             if requeue_signal is not None and e.code == 128 + requeue_signal:

@@ -73,6 +73,7 @@ class Executor:
     signal_before_s: int = 180       # Slurm's save-and-requeue signal this long before the time limit
     max_parallel: int | None = None  # None: 1 locally, no limit (submitit's 256) on Slurm
     workers: int | None = None       # loader processes per training process; None: from the CPUs available
+    threads: int | None = None       # torch compute threads per training process; None: from the CPUs available
     device: str = "auto"
     resume_changed: bool = False     # this launch continues the seeds with changed recipe values, on purpose
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import time
 from dataclasses import dataclass
 
 import torch
@@ -12,6 +11,7 @@ import torch.nn.functional as F
 from rsb.runtime import distributed
 from rsb.errors import UserError
 from rsb.models.factory import unwrap
+from rsb.training.tally import EpochTally
 
 
 @dataclass
@@ -20,10 +20,12 @@ class EpochStats:
     lr: float
     images_per_sec: float
     seconds: float
-    steps: int
+    steps: int                       # optimizer steps this call ran
     skipped_images: int
     nonfinite_skipped: int = 0
     train_top1: float | None = None  # % of training samples classified right as trained on; None under Mixup
+    samples: int = 0                 # this process's training samples in the epoch
+    note: str = ""                   # metrics.csv's note: an epoch resumed mid-way says so (EpochTally.note)
 
 
 NONFINITE_CHECK_EVERY = 20  # optimizer steps between reads of the recorded first non-finite step (one sync each)
@@ -47,7 +49,8 @@ def autocast(device: torch.device, dtype: torch.dtype | None):
 def train_one_epoch(model, batches, prep, loss_fn, optimizer, schedule, *, device, first_step: int,
                     steps: int, accum_steps: int = 1, amp_dtype=None, scaler=None, clip_grad: float | None = None,
                     ema=None, progress=None, world_size: int = 1, skip_nonfinite: bool = False,
-                    after_step=lambda step: False, seed_micro_batch=None) -> EpochStats:
+                    after_step=lambda step: False, seed_micro_batch=None, tally: EpochTally | None = None
+                    ) -> EpochStats:
     """Run `steps` optimizer steps (each of `accum_steps` micro-batches) from global step `first_step`.
     This loop is where optimizer steps are counted: `after_step(step)` runs after every one with the global step
     reached (the trainer records it, checkpoints, checks signals); True stops the epoch.
@@ -62,13 +65,16 @@ def train_one_epoch(model, batches, prep, loss_fn, optimizer, schedule, *, devic
     sync per step) and a bad one is left out of the gradient and counted.
     The epoch's mean loss is averaged over processes, as DeiT's and timm's logs do. Training top-1 is counted on
     the device for integer labels (not under Mixup/CutMix); a schedule waiting for the training error
-    (schedule.waiting_for_error) gets that of the last ERROR_FEEDBACK_EVERY steps, one sync per report."""
+    (schedule.waiting_for_error) gets that of the last ERROR_FEEDBACK_EVERY steps, one sync per report.
+    The epoch's totals go into `tally` (rsb.training.tally; a fresh one when None): a run resumed mid-epoch
+    passes the totals its checkpoint carried, so the returned statistics cover the whole epoch, and the trainer
+    reads the tally after any step for a mid-epoch checkpoint."""
     model.train()
-    loss_sum = torch.zeros((), device=device)
-    accuracy = _TrainAccuracy(device)
+    tally = tally if tally is not None else EpochTally.start(device, world_size)
+    accuracy = _TrainAccuracy(device, tally.hits)
     first_bad = torch.full((), -1, device=device, dtype=torch.int64)
-    micro, seen, skipped, nonfinite, step, lr = 0, 0, 0, 0, first_step, schedule.lr_at(first_step)
-    start = time.perf_counter()
+    micro, seen, step, lr = 0, 0, first_step, schedule.lr_at(first_step)  # micro, seen: this call's
+    tally.start_clock()
 
     def check_finite():
         bad = int(first_bad.item())
@@ -78,7 +84,7 @@ def train_one_epoch(model, batches, prep, loss_fn, optimizer, schedule, *, devic
     for images, labels, bad_images in batches:
         if micro >= steps * accum_steps:
             break
-        skipped += bad_images
+        tally.skipped_images += bad_images
         if seed_micro_batch is not None:
             seed_micro_batch(step, micro % accum_steps)
         x, y = prep(images, labels, train=True)
@@ -95,7 +101,7 @@ def train_one_epoch(model, batches, prep, loss_fn, optimizer, schedule, *, devic
             accuracy.add(out, y)
             dropped = False
             if skip_nonfinite and not _finite_everywhere(finite, world_size):
-                nonfinite += 1
+                tally.nonfinite += 1
                 # Under DDP this step's accumulated gradients are all-reduced by the last micro-batch's backward;
                 # when every process skips it, they were never averaged, so the step is dropped on all of them.
                 dropped = is_update and world_size > 1
@@ -109,36 +115,37 @@ def train_one_epoch(model, batches, prep, loss_fn, optimizer, schedule, *, devic
             step += 1
             if ema is not None:
                 ema.update(unwrap(model), step=step)
-        loss_sum += torch.where(finite, loss.detach(), 0.0)
+        tally.loss_sum += torch.where(finite, loss.detach(), 0.0)
         micro += 1
+        tally.micro_batches += 1
+        tally.samples += x.shape[0]
         seen += x.shape[0] * world_size
         if is_update:
+            tally.tick()
             if (step - first_step) % NONFINITE_CHECK_EVERY == 0:
                 check_finite()
             if schedule.waiting_for_error and step % ERROR_FEEDBACK_EVERY == 0:
                 accuracy.report_error(schedule, step, world_size)
             if progress is not None:
-                progress.step(step, lambda: (loss_sum / max(1, micro - nonfinite)).item(), lr, seen)
+                progress.step(step, tally.running_loss, lr, seen)  # the epoch's loss so far, this session's rate
             if after_step(step):
                 break
     check_finite()
-    seconds = time.perf_counter() - start
-    totals = torch.cat([torch.stack([loss_sum.float(), torch.tensor(float(micro - nonfinite), device=device)]),
-                        accuracy.epoch])
-    if world_size > 1:
-        distributed.all_reduce_sum(totals)
+    tally.tick()
+    totals = tally.sum_over_processes()
     mean_loss = (totals[0] / totals[1].clamp(min=1)).item()
     top1 = 100.0 * (totals[2] / totals[3]).item() if totals[3] > 0 else None
-    return EpochStats(mean_loss, lr, seen / max(seconds, 1e-9), seconds, step - first_step, skipped, nonfinite,
-                      top1)
+    images, seconds = tally.samples * world_size, tally.seconds
+    return EpochStats(mean_loss, lr, images / max(seconds, 1e-9), seconds, step - first_step, tally.skipped_images,
+                      tally.nonfinite, top1, tally.samples, tally.note())
 
 
 class _TrainAccuracy:
     """Training top-1 counted on the device for integer labels (Mixup/CutMix targets are not counted): the
     epoch's (correct, counted), and a window since the last report to a schedule waiting for the training error."""
 
-    def __init__(self, device):
-        self.epoch = torch.zeros(2, device=device)
+    def __init__(self, device, epoch: torch.Tensor | None = None):
+        self.epoch = epoch if epoch is not None else torch.zeros(2, device=device)  # added to in place
         self.window = torch.zeros(2, device=device)
 
     def add(self, out: torch.Tensor, y: torch.Tensor) -> None:

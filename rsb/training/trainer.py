@@ -8,6 +8,7 @@ from pathlib import Path
 
 from rsb.runtime import distributed
 from rsb.runtime import precision
+from rsb.runtime.cpus import cpu_budget
 from rsb.runtime.signals import StopFlag
 from rsb.run import folder as run_folder
 from rsb.run import rng_state
@@ -31,17 +32,21 @@ class LaunchOptions:
     recipe."""
     data: Path | None = None          # None: the built-in sample data at sample scale
     output: Path | None = None
-    workers: int = 4
+    workers: int | None = None        # loader processes; None: from the CPU budget (rsb.runtime.cpus)
     device: str = "auto"
     resume: Path | None = None
     resume_changed: bool = False      # continue a run whose recipe values differ, on purpose
     quiet: bool = False
     val_labels: Path | None = None    # ground truth of a flat val/ (else looked for beside it)
+    threads: int | None = None        # torch's compute threads; None: from the CPU budget
+    cpu_share: int | None = None      # runs sharing this machine's CPUs (a local sweep's); None: this job's
 
 
 class Trainer:
     def __init__(self, cfg: Config, launch: LaunchOptions):
         self.cfg, self.launch = cfg, launch
+        self.cpu = cpu_budget(launch.threads, launch.workers, launch.cpu_share)
+        self.cpu.apply()  # torch's threads from the allocation, not from the machine
         self.dist = distributed.init(launch.device)
         self.main = self.dist.is_main
         self.out = Path(launch.output)
@@ -63,7 +68,7 @@ class Trainer:
         train_idx, val_idx = open_training_data(self.launch.data, cfg, self.log, self.launch.val_labels)
         self.precision = precision.for_config(cfg.train, d.device)
         self.derived = resolve(cfg, d.world_size, len(train_idx), self.precision, train_idx.input_path)
-        self.parts = build_parts(cfg, self.derived, self.precision, d, train_idx, val_idx, self.launch.workers)
+        self.parts = build_parts(cfg, self.derived, self.precision, d, train_idx, val_idx, self.cpu.workers)
         self._maybe_resume()
         self.trackers = Trackers(self.out, self.main, cfg.run.wandb_project, to_dict(cfg))  # once the run may go on
         self.parts.wrap(d, cfg.model.compile)
@@ -129,9 +134,11 @@ class Trainer:
         if self.main:
             self.out.mkdir(parents=True, exist_ok=True)
             run_folder.remove_stale_temporaries(self.out)  # left by a write that was killed
-            doc = resolved_document(self.cfg, self.derived, run_environment(self.launch.data, self.launch.device))
+            environment = {**run_environment(self.launch.data, self.launch.device), "cpu": self.cpu.as_dict()}
+            doc = resolved_document(self.cfg, self.derived, environment)
             run_folder.write_text(self.out / run_folder.RESOLVED, to_yaml(doc))
-        for line in startup_lines(self.cfg, self.derived, self.dist.device.type, self.out):
+        lines = startup_lines(self.cfg, self.derived, self.dist.device.type, self.out)
+        for line in [*lines[:-1], self.cpu.describe(), lines[-1]]:  # the resolved configuration's path last
             self.log(line)
 
     def _train_epoch(self, epoch: int):
@@ -145,13 +152,13 @@ class Trainer:
                 first_step=st.step, steps=der.steps_in_epoch(epoch) - st.epoch_step, accum_steps=der.accum_steps,
                 amp_dtype=self.precision.dtype, scaler=p.scaler, clip_grad=p.clip, ema=p.ema, progress=progress,
                 world_size=d.world_size, skip_nonfinite=cfg.run.nonfinite == "skip", after_step=self._after_step,
-                seed_micro_batch=self._seed_micro_batch)
+                seed_micro_batch=self._seed_micro_batch, tally=st.begin_epoch(d.device, d.world_size))
         except NonFiniteLoss as e:
             self.metrics.append({"epoch": epoch + 1, "train_loss": "nan", "nonfinite_steps": 1,
                                  "note": f"stopped: non-finite loss at step {e.step}"})
             raise
         progress.close()
-        self.images_seen += stats.steps * der.accum_steps * der.batch_per_device
+        self.images_seen += stats.samples  # the epoch's, a part before a resume included, as its skipped images
         self.images_skipped += stats.skipped_images
         check_bad_images(self.images_skipped, self.images_seen, cfg.run.max_bad_image_fraction)
         return stats

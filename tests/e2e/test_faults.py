@@ -1,6 +1,6 @@
 """Fault injection: real signals to real training processes, kill -9 (also mid checkpoint write), a full disk,
 divergence, and a dying DDP process. The interrupted-and-resumed run must end bitwise equal to an
-uninterrupted one."""
+uninterrupted one, with the same records (metrics.csv, the progress line's running loss)."""
 from __future__ import annotations
 
 import csv
@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 import torch
+import yaml
 
 from tests._tiny import REPO, tiny_data
 from rsb.run import checkpoint
@@ -50,18 +51,57 @@ def _run(cmd, env=None, timeout=300):
     return res
 
 
-def _interrupt_at_step(cmd, step: int, sig: int, env=None) -> tuple[int, str]:
-    """Start a run, send `sig` as soon as it reports step `step`, return (exit status, output)."""
+def _interrupt_at_step(cmd, step: int, sig: int, env=None, whole_group: bool = False,
+                       children: list | None = None) -> tuple[int, str]:
+    """Start a run, send `sig` as soon as it reports step `step`, return (exit status, output). whole_group: to
+    every process of the run (its loader workers too), as Slurm signals every process of a job step; children:
+    gets the run's child processes (its loader workers) as they were just before the signal."""
     proc = subprocess.Popen(cmd, cwd=REPO, env=env or _env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True)
+                            text=True, start_new_session=whole_group)
     lines = []
     for line in proc.stdout:
         lines.append(line)
         if re.search(rf"\bstep {step}/", line):
-            proc.send_signal(sig)
+            if children is not None:
+                children += [int(pid) for pid in subprocess.run(["pgrep", "-P", str(proc.pid)], capture_output=True,
+                                                                text=True).stdout.split()]
+            os.killpg(proc.pid, sig) if whole_group else proc.send_signal(sig)
             break
     out, _ = proc.communicate(timeout=240)
     return proc.returncode, "".join(lines) + (out or "")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"  # a zombie has ended
+    except FileNotFoundError:
+        return False
+
+
+def _gone_within(pid: int, seconds: float) -> bool:
+    deadline = time.monotonic() + seconds  # torch's own watchdog: 5 s, more while the worker is inside a batch
+    while _alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return not _alive(pid)
+
+
+TIMING = ("images_per_sec", "epoch_seconds", "note")  # the columns a resumed epoch may differ in
+
+
+def _same_records(reference: Path, run: Path) -> list[dict]:
+    """metrics.csv of a resumed run equals the uninterrupted run's (the losses exactly) but for timing and the
+    note, which says where an epoch was resumed; the resumed run's rows."""
+    ref, got = (list(csv.DictReader(open(r / "metrics.csv"))) for r in (reference, run))
+    assert [{k: v for k, v in r.items() if k not in TIMING} for r in got] == \
+           [{k: v for k, v in r.items() if k not in TIMING} for r in ref]
+    assert all(r["note"] == "" for r in ref)
+    return got
+
+
+def _running_losses(log: str) -> dict[int, str]:
+    """The progress line's running loss by global step."""
+    return {int(m[1]): m[2] for m in re.finditer(r"\bstep (\d+)/\d+ loss (\S+)", log)}
 
 
 def _kill_during_checkpoint_write(cmd, marker: Path) -> str:
@@ -91,14 +131,25 @@ def _same(a, b) -> bool:
 
 def test_interrupted_many_ways_ends_bitwise_equal_to_uninterrupted(data, tmp_path):
     reference = tmp_path / "reference"
-    res = _run(_args(data, reference))
+    # As a Slurm task of one CPU on a node that does not bind CPUs (this machine's mask: all of them): torch's
+    # threads come from the task (the interrupted runs get theirs from OMP_NUM_THREADS=1; equal counts, so the
+    # results can be compared bitwise).
+    slurm = {k: v for k, v in _env(SLURM_CPUS_PER_TASK="1").items() if k != "OMP_NUM_THREADS"}
+    res = _run(_args(data, reference), env=slurm)
     assert res.returncode == 0, res.stdout + res.stderr
+    ref_log = res.stdout
+    assert yaml.safe_load((reference / "resolved.yaml").read_text())["environment"]["cpu"] == {
+        "cpus": 1, "threads": 1, "workers": 1, "source": "SLURM_CPUS_PER_TASK=1; --workers 1"}
+    assert res.stdout.count("CPU budget: 1 CPU(s) for this process (SLURM_CPUS_PER_TASK=1; --workers 1): 1 "
+                            "compute thread(s), 1 loader worker(s)\n") == 1
 
     run = tmp_path / "interrupted"
     cmd = _args(data, run)
-    # 1. kill -9 in the middle of epoch 1.
-    code, log = _interrupt_at_step(cmd, 3, signal.SIGKILL)
+    # 1. kill -9 in the middle of epoch 1: its loader worker goes with it.
+    workers = []
+    code, log = _interrupt_at_step(cmd, 3, signal.SIGKILL, children=workers)
     assert code == -signal.SIGKILL, log
+    assert len(workers) == 1 and _gone_within(workers[0], 3), "the loader worker outlived its trainer"
     # 2. SIGTERM during the last step of epoch 1: the epoch completes, then a clean exit.
     code, log = _interrupt_at_step(cmd, 6, signal.SIGTERM)
     assert code == 128 + signal.SIGTERM and "resumed from" in log and "checkpoint saved" in log, log
@@ -107,9 +158,11 @@ def test_interrupted_many_ways_ends_bitwise_equal_to_uninterrupted(data, tmp_pat
     assert list(run.glob(".last.pt.tmp*")), log
     before = checkpoint.load(run / "last.pt")
     assert before["step"] == 6
-    # 4. SIGUSR1 (Slurm's warning before a time limit) mid-epoch: a checkpoint with the position in the epoch.
-    code, log = _interrupt_at_step(cmd, 8, signal.SIGUSR1)
+    # 4. SIGUSR1 (Slurm's warning before a time limit) to every process, the loader worker too, mid-epoch: one
+    # "received" line (the trainer's), and a checkpoint with the position in the epoch and its running totals.
+    code, log = _interrupt_at_step(cmd, 8, signal.SIGUSR1, whole_group=True)
     assert code == 128 + signal.SIGUSR1, log
+    assert log.count("received SIGUSR1") == 1, log
     mid = checkpoint.load(run / "last.pt")
     # The signal lands during step 8's checkpoint or, on a slow machine, during step 9: the run stops after it.
     assert mid["epoch"] == 1 and mid["step"] in (8, 9) and mid["epoch_step"] == mid["step"] - 6
@@ -121,8 +174,15 @@ def test_interrupted_many_ways_ends_bitwise_equal_to_uninterrupted(data, tmp_pat
     assert got["step"] == ref["step"] == 12
     assert _same(ref["model"], got["model"]), "resumed weights differ from the uninterrupted run"
     assert _same(ref["optimizer"], got["optimizer"])
-    rows = list(csv.DictReader(open(run / "metrics.csv")))
+    # The records too: both epochs were resumed mid-way (after kill -9 from a periodic checkpoint, after SIGUSR1
+    # from the stop's), and their rows are the uninterrupted run's, the losses bitwise.
+    rows = _same_records(reference, run)
     assert [r["epoch"] for r in rows] == ["1", "2"]
+    assert rows[0]["note"].startswith("resumed at step ") and rows[1]["note"].startswith(f"resumed at step "
+                                                                                         f"{mid['step']}:")
+    # The resumed session's progress line goes on with the epoch's running loss.
+    resumed = _running_losses(res.stdout)
+    assert resumed and resumed == {s: loss for s, loss in _running_losses(ref_log).items() if s in resumed}
 
 
 def test_full_disk_stops_with_a_clear_error_and_keeps_the_last_checkpoint(data, tmp_path):
@@ -200,3 +260,6 @@ def test_a_dying_ddp_process_is_restarted_by_torchrun_and_resumes(data, tmp_path
     assert "resumed from" in log
     rows = list(csv.DictReader(open(run / "metrics.csv")))
     assert [r["epoch"] for r in rows] == ["1", "2"]
+    # A periodic checkpoint under DDP holds one process's share of the running totals only, so none is stored:
+    # the epoch resumed from it says its numbers are partial.
+    assert rows[0]["note"].startswith("partial: resumed at step "), rows[0]

@@ -212,6 +212,11 @@ def test_a_preempted_ddp_seed_resumes_mid_epoch_with_the_weights_of_an_uninterru
     assert a["step"] == b["step"] == 24
     for key in a["model"]:
         assert torch.equal(a["model"][key], b["model"][key]), f"{key} differs from the uninterrupted run"
+    # The epoch it was preempted in is recorded over all of it (the stop's checkpoint carried the two processes'
+    # running totals, summed): its loss is the uninterrupted run's, up to the order the sums are added in.
+    got, want = (list(csv.DictReader(open(o / "seed_0005" / "metrics.csv"))) for o in (pre, ref))
+    assert got[int(at.group(1)) - 1]["note"].startswith(f"resumed at step {at.group(3)}:"), got
+    assert [float(r["train_loss"]) for r in got] == pytest.approx([float(r["train_loss"]) for r in want], rel=1e-4)
     FIGURES["preempted seed"] = {
         "steps lost": max(before) - int(at.group(3)), "stopped at step": int(at.group(3)),
         "signal to checkpoint s": round(saved - signalled, 2),

@@ -68,7 +68,7 @@ def test_curves_are_drawn_when_titled_and_not_for_a_nonfinite_epoch(tmp_path):
 
 def _stats(**kw):
     values = dict(loss=0.1234567, train_top1=55.55555, lr=0.004, images_per_sec=123.456, seconds=9.876,
-                  skipped_images=2, nonfinite_skipped=1)
+                  skipped_images=2, nonfinite_skipped=1, note="")
     return SimpleNamespace(**{**values, **kw})
 
 
@@ -78,10 +78,12 @@ def test_epoch_row_rounds_and_leaves_what_was_not_measured_blank():
     assert row == {"epoch": 3, "step": 18, "train_loss": 0.12346, "train_top1": 55.556, "lr": 0.004,
                    "val_top1": 71.235, "val_top5": 90.0, "val_loss": 1.23457, "ema_top1": 72.0, "ema_top5": 91.5,
                    "images_per_sec": 123.5, "epoch_seconds": 9.9, "skipped_images": 2, "nonfinite_steps": 1,
-                   "precision": "bfloat16"}
+                   "precision": "bfloat16", "note": ""}
     bare = epoch_row(3, 18, _stats(train_top1=None), {}, {}, "float32")  # Mixup on, no evaluation, no EMA
     assert all(bare[k] == "" for k in ("train_top1", "val_top1", "val_top5", "val_loss", "ema_top1", "ema_top5"))
-    assert set(row) < set(METRIC_FIELDS)  # every key a column of metrics.csv
+    assert set(row) == set(METRIC_FIELDS)  # every column of metrics.csv, and only those
+    resumed = epoch_row(3, 18, _stats(note="resumed at step 14"), {}, {}, "float32")
+    assert resumed["note"] == "resumed at step 14"  # an epoch resumed mid-way says so
 
 
 def _summary(rows, best, last_val):

@@ -2,6 +2,7 @@
 (tests/run/data) resumed, scored and exported through it."""
 from __future__ import annotations
 
+import csv
 import json
 import shutil
 from pathlib import Path
@@ -39,6 +40,18 @@ def test_a_record_is_stored_under_the_keys_of_format_rsb1():
     stored = CheckpointRecord(model={"w": torch.ones(2)}, ema={"w": torch.zeros(2)}).to_dict()
     assert set(stored) == STORED_KEYS and stored["format"] == FORMAT == "rsb-1"
     assert stored[EMA_KEY]["w"].sum() == 0 and "ema" not in stored
+
+
+def test_a_mid_epoch_record_stores_the_epochs_running_totals_beside_them(tmp_path):
+    """A new entry, stored only when set: timm's keys and the format stay as they were."""
+    totals = {"loss_sum": 1.25, "hits": [3.0, 8.0], "micro_batches": 4, "nonfinite": 0, "samples": 32,
+              "seconds": 2.5, "skipped_images": 0, "resumed_at": [], "partial_from": None}
+    p = tmp_path / "mid.pt"
+    save_atomic(CheckpointRecord(model={"w": torch.ones(2)}, epoch=0, epoch_step=2, step=2,
+                                 epoch_tally=totals).to_dict(), p)
+    stored = load(p)
+    assert set(stored) - {"sha256"} == STORED_KEYS | {"epoch_tally"} and stored["format"] == FORMAT
+    assert CheckpointRecord.read(p).epoch_tally == totals
 
 
 def test_the_old_checkpoint_reads_back_to_the_same_stored_dict():
@@ -119,6 +132,9 @@ def test_a_checkpoint_written_before_the_record_resumes(tmp_path, capsys):
     log = capsys.readouterr().out
     assert f"resumed from {OLD}: continuing at epoch 1, step 6 (global step 6)" in log
     assert "step 8/8" in log
+    # It carried no running totals of its epoch: the epoch's row says its numbers cover steps 7 and 8 only.
+    (row,) = csv.DictReader(open(out / "metrics.csv"))
+    assert row["note"].startswith("partial: resumed at step 6 from a checkpoint without the epoch's running totals")
     last = CheckpointRecord.read(out / "last.pt")
     assert (last.epoch, last.epoch_step, last.step, last.format) == (1, 0, 8, "rsb-1")
     assert last.best["epoch"] == 1 and 0 <= last.best["top1"] <= 100

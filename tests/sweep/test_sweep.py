@@ -8,6 +8,7 @@ import signal
 import socket
 import stat
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -25,9 +26,8 @@ RANK_VARS = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")
 @pytest.fixture
 def rank_env(monkeypatch):
     """The job sets rank variables in os.environ; give them back afterwards."""
-    for k in RANK_VARS:
+    for k in (*RANK_VARS, "LOCAL_WORLD_SIZE"):
         monkeypatch.setenv(k, "unset")
-    for k in RANK_VARS:
         monkeypatch.delenv(k)
     return monkeypatch
 
@@ -235,6 +235,19 @@ def test_job_under_slurm_sets_ranks(rank_env):
         rank_env.setenv(k, v)
     assert SeedJob("/x", 1, "a2", [], None)._environment() == (5, 8, "4321", signal.SIGUSR2)
     assert [os.environ[k] for k in RANK_VARS] == ["5", "8", "1", "gpu7", str(20000 + 4321)]
+
+
+def test_a_local_job_hands_its_cpu_settings_to_the_trainer(tmp_path, rank_env):
+    import rsb.training.trainer
+    given = []
+    rank_env.setattr(rsb.training.trainer, "train", lambda cfg, launch: given.append(launch) or {})
+    job = SeedJob.from_spec(SimpleNamespace(recipe="a2", overrides=[], data=None, val_labels=None,
+                                            executor=sweepspec.Executor(workers=2, threads=1)), tmp_path, 3,
+                            cpu_share=4)
+    job()
+    assert (given[0].workers, given[0].threads, given[0].cpu_share) == (2, 1, 4)
+    # a single process: no rank variables of an enclosing torchrun divide its CPUs
+    assert (os.environ["WORLD_SIZE"], os.environ["LOCAL_WORLD_SIZE"]) == ("1", "1")
 
 
 def test_job_requeues_through_submitit_on_its_signal(tmp_path, rank_env):
