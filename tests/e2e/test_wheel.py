@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import sysconfig
@@ -26,7 +27,12 @@ def _run(cmd: list, cwd: Path, env: dict, timeout: int = 600) -> subprocess.Comp
 def installed(tmp_path_factory):
     """(bin folder of a fresh venv holding the rsb wheel, environment for its commands)."""
     root = tmp_path_factory.mktemp("wheel")
-    subprocess.run([sys.executable, "-m", "pip", "wheel", str(REPO), "--no-deps", "--no-build-isolation", "-q",
+    # Built from a copy of the sources, as from a fresh clone: setuptools' build/ folder in a checkout keeps the
+    # modules of earlier builds, so a wheel built there after a module moved can hold both the old and new files.
+    source = root / "source"
+    shutil.copytree(REPO, source, ignore=shutil.ignore_patterns(
+        ".git", ".venv", "build", "dist", "*.egg-info", "__pycache__", ".pytest_cache", "runs", "sweeps", "*.so"))
+    subprocess.run([sys.executable, "-m", "pip", "wheel", str(source), "--no-deps", "--no-build-isolation", "-q",
                     "-w", str(root / "dist")], check=True, capture_output=True, timeout=600)
     wheel = next((root / "dist").glob("rsb-*.whl"))
     venv = root / "venv"

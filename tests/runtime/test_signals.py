@@ -87,8 +87,9 @@ def test_a_loader_worker_leaves_the_stop_signals_to_the_trainer(capfd):
 
 def test_the_loaders_start_their_workers_with_it(tmp_path):
     from rsb.data import loader
+    from rsb.data.layout import open_splits
     from rsb.data.sample import ensure_sample_dataset
-    _, val = loader.imagenet_splits(ensure_sample_dataset(tmp_path / "sample", splits={"train": 1, "val": 1,
+    _, val = open_splits(ensure_sample_dataset(tmp_path / "sample", splits={"train": 1, "val": 1,
                                                                                         "v2": 1}))
     init = loader.eval_loader(val, 32, 0.875, "bicubic", 4, workers=1).worker_init_fn
     assert init.func is signals.loader_worker_init and init.args == (os.getpid(),)
