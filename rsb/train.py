@@ -25,7 +25,8 @@ TIMM_FLAGS = {
     "--lr": "optim.lr", "--model": "model.name", "--amp": "train.amp=true", "--amp-dtype": "train.amp_dtype",
     "--channels-last": "model.channels_last=true", "--torchcompile": "model.compile=true",
     "--opt": "optim.name", "--opt-eps": "optim.eps", "--weight-decay": "optim.weight_decay",
-    "--clip-grad": "optim.max_grad_norm", "--sched": "sched.name", "--warmup-epochs": "sched.warmup_epochs",
+    "--sched": "sched.name", "--warmup-epochs": "sched.warmup_epochs", "--cooldown-epochs": "sched.cooldown_epochs",
+    "--dist-bn": "train.average_bn_stats=true",
     "--warmup-lr": "sched.warmup_lr", "--min-lr": "sched.min_lr", "--seed": "train.seed",
     "--num-classes": "model.num_classes", "--img-size": "data.train_size", "--crop-pct": "data.test_crop_pct",
     "--train-interpolation": "data.train_interpolation", "--drop": "model.drop_rate",
@@ -36,6 +37,12 @@ TIMM_FLAGS = {
     "--model-ema-decay": "train.ema_decay", "--color-jitter": "aug.color_jitter", "--hflip": "aug.hflip",
 }
 ENVIRONMENT_ALIASES = {"-j": "--workers"}  # timm's spelling of a flag that is an environment flag here
+# timm's flags with no equal here, and what rsb has instead.
+TIMM_FLAGS_WITHOUT_EQUAL = {
+    "--clip-grad": ("in timm it clips the gradient norm a second time, outside the optimizer (dispatch_clip_grad), on "
+                    "top of Lamb's own clip (max_grad_norm, 1.0 by default); rsb has no such outside clip for LAMB: "
+                    "optim.max_grad_norm sets Lamb's own clip (for adamw and sgd it is the clip before each step)"),
+}
 
 
 def timm_flag_error(argv: list[str]) -> str | None:
@@ -44,6 +51,8 @@ def timm_flag_error(argv: list[str]) -> str | None:
         flag, _, inline = token.partition("=")
         if flag in ENVIRONMENT_ALIASES:
             return f"'{flag}' is timm's spelling; here it is {ENVIRONMENT_ALIASES[flag]}."
+        if flag in TIMM_FLAGS_WITHOUT_EQUAL:
+            return f"'{flag}' is a timm train.py flag with no equal here: {TIMM_FLAGS_WITHOUT_EQUAL[flag]}."
         if flag not in TIMM_FLAGS:
             continue
         target = TIMM_FLAGS[flag]

@@ -70,6 +70,11 @@ def check_config(cfg: Config) -> None:
          f"sched.epochs={s.epochs}).")
     need(s.name == "step" or not (s.milestones or s.warmup_until_error),
          "sched.milestones and sched.warmup_until_error belong to sched.name=step; clear them for the cosine.")
+    need(s.cooldown_epochs >= 0 and (s.name == "cosine_per_epoch" or not s.cooldown_epochs),
+         f"sched.cooldown_epochs belongs to sched.name=cosine_per_epoch and must be 0 or more; got "
+         f"{s.cooldown_epochs} with sched.name={s.name}.")
+    need(s.name != "cosine_per_epoch" or not s.max_steps,
+         "sched.name=cosine_per_epoch runs over whole epochs: give sched.epochs, with sched.max_steps=0.")
     need(all(isinstance(m, (int, float)) and not isinstance(m, bool) and m > 0 for m in s.milestones)
          and list(s.milestones) == sorted(s.milestones),
          f"sched.milestones must be positive numbers in increasing order, got {s.milestones}.")

@@ -22,6 +22,9 @@ class ModelConfig:
     drop_path_rate: float = 0.0       # stochastic depth rate (linearly increasing over blocks, timm's rule)
     channels_last: bool = True
     compile: bool = False             # torch.compile the model
+    # timm's ResNet family: the last batch-norm scale of each residual block starts at 0 (true, timm's default)
+    # or 1 (false, torchvision's zero_init_residual=False); null: the model's own, nothing passed
+    zero_init_last: Optional[bool] = None
 
 
 @dataclass
@@ -77,13 +80,16 @@ class OptimConfig:
 @dataclass
 class SchedConfig:
     name: str = "cosine"              # cosine: per-step linear warmup, then cosine decay to min_lr at the last
-                                      # step; step: lr divided by 1/gamma at each milestone (rsb.training.optim)
+                                      # step; cosine_per_epoch: timm 2021's per-epoch cosine, warmup inside it,
+                                      # then cooldown_epochs at min_lr; step: lr divided by 1/gamma at each
+                                      # milestone (rsb.training.optim)
     epochs: int = 300                 # run length; 0 when max_steps gives it
     max_steps: int = 0                # run length in optimizer steps (its last epoch cut short); 0 = epochs
     warmup_epochs: float = 5.0        # cosine: linear warmup from warmup_lr; step: warmup_lr held constant
     warmup_lr: float = 1e-6
     warmup_until_error: float = 0.0   # step: hold warmup_lr until the training error (%) falls below; 0 = off
     min_lr: float = 1e-6              # cosine floor reached at the last step
+    cooldown_epochs: int = 0          # cosine_per_epoch: epochs at min_lr after the cosine's sched.epochs
     milestones: list = field(default_factory=list)  # step: where the lr drops, in `unit`
     unit: str = "epochs"              # step: milestones in "epochs" or optimizer "steps"
     gamma: float = 0.1                # step: factor at each milestone
@@ -98,6 +104,8 @@ class TrainConfig:
     amp_fallback: str = "float32"     # where the device lacks native amp_dtype: "float32", or "keep" autocast
     ema: bool = False                 # exponential moving average of weights, evaluated when on
     ema_decay: float = 0.9998
+    average_bn_stats: bool = False    # true: batch-norm running stats averaged over processes at each epoch's end
+                                      # (timm's --dist-bn reduce); false: rank 0's, broadcast by DDP
 
 
 @dataclass
@@ -144,7 +152,7 @@ CHOICES = {
     "loss.name": ("bce", "soft_ce"),
     "optim.name": ("lamb", "adamw", "sgd"),
     "optim.batch_rule": ("accumulate", "linear", "sqrt", "none"),
-    "sched.name": ("cosine", "step"),
+    "sched.name": ("cosine", "cosine_per_epoch", "step"),
     "sched.unit": ("epochs", "steps"),
     "train.amp_dtype": ("bfloat16", "float16"),
     "train.amp_fallback": ("float32", "keep"),
@@ -158,9 +166,11 @@ def recipe_values(data: dict) -> dict:
 
 
 def changed_recipe_values(old: dict, cfg: Config) -> list[str]:
-    """Dotted keys whose recipe value in `cfg` differs from the config dict `old` (run policy may change)."""
+    """Dotted keys whose recipe value in `cfg` differs from the config dict `old` (run policy may change). A key
+    `old` lacks (written before the key existed) counts as the schema's default, which is what that run did."""
+    default = to_dict(Config())
     return [f"{section}.{key}" for section, values in recipe_values(to_dict(cfg)).items() if isinstance(values, dict)
-            for key in values if old.get(section, {}).get(key) != values[key]]
+            for key in values if old.get(section, {}).get(key, default[section][key]) != values[key]]
 
 
 def field_types(cls) -> dict[str, Any]:

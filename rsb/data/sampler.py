@@ -3,7 +3,7 @@ over virtual replicas.
 
 Each epoch: shuffle the indices with a generator seeded by (seed, epoch), repeat each index `repeats` times, and
 deal the list round-robin to `lanes` virtual replicas, so consecutive copies of one image land in different
-lanes. A lane is what one GPU of the reference saw: the recipes' global batch of 2048 was 8 (or 4) GPUs, each
+lanes. A lane is what one GPU of a data-parallel run sees (the paper's batch of 2048 was 4 GPUs of 512), each
 micro-batch holding distinct images and the copies of an image on different GPUs. Here there is one lane per
 (process, accumulation micro-step), world_size x accum_steps in all, so one GPU accumulating 8 micro-batches
 sees, step by step, exactly what 8 GPUs without accumulation would: every micro-batch holds distinct images and

@@ -14,13 +14,27 @@ def param_count_millions(model: torch.nn.Module) -> float:
 
 
 def create_model(cfg: ModelConfig) -> torch.nn.Module:
+    """timm's model; model.zero_init_last, when set, is passed as timm's zero_init_last (timm's ResNets default to
+    true; torchvision's resnet50 starts every batch-norm scale at 1, as false does)."""
+    switch = {} if cfg.zero_init_last is None else {"zero_init_last": cfg.zero_init_last}
     try:
-        return timm.create_model(cfg.name, pretrained=False, num_classes=cfg.num_classes,
-                                 drop_rate=cfg.drop_rate, drop_path_rate=cfg.drop_path_rate)
+        model = timm.create_model(cfg.name, pretrained=False, num_classes=cfg.num_classes,
+                                  drop_rate=cfg.drop_rate, drop_path_rate=cfg.drop_path_rate, **switch)
     except RuntimeError as e:
         if "Unknown model" in str(e):
             raise UserError(f"model.name '{cfg.name}' is not a timm model (see timm.list_models()).") from None
         raise
+    except TypeError as e:
+        if "zero_init_last" not in str(e):
+            raise
+        model = None
+    # A model that takes no such switch may refuse it (TypeError) or swallow it (rsb's CIFAR nets): both are
+    # refused, as neither honours it. timm's blocks that honour it have a zero_init_last() method.
+    if switch and (model is None or not any(callable(getattr(m, "zero_init_last", None)) for m in model.modules())):
+        raise UserError(f"model.zero_init_last applies to models whose residual blocks can start their last "
+                        f"batch-norm at zero (timm's ResNet family); {cfg.name} has no such switch: set "
+                        f"model.zero_init_last=null.")
+    return model
 
 
 def prepare_model(model: torch.nn.Module, device: torch.device, channels_last: bool) -> torch.nn.Module:

@@ -2,8 +2,11 @@
 alternative). Both take integer labels or dense (mixed) targets.
 
 Why not timm's BinaryCrossEntropy: it smooths only integer labels, so with Mixup the smoothing must happen inside
-Mixup, before the threshold, where it vanishes. The paper's text sets mixed targets to 1 or a smoothed 1 - eps;
-`smoothing_after_threshold` chooses the paper's order (True) or timm's (False).
+Mixup (timm's mixup_target), before the threshold. There it leaves no soft target but moves the threshold: with
+smoothing 0.1 and 1000 classes a class mixed in with weight lambda gets 0.0001 + 0.9 lambda, above 0.2 only when
+lambda > 0.1999 / 0.9 = 0.2221 (tests/training/test_loss.py checks this against mixup_target). The paper's text
+sets mixed targets to 1 or a smoothed 1 - eps; `smoothing_after_threshold` chooses the paper's order (True) or
+timm's (False).
 """
 from __future__ import annotations
 

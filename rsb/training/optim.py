@@ -1,6 +1,7 @@
-"""Optimizer with weight-decay parameter groups, and the learning-rate schedules, both pure functions of the
-optimizer step: the per-step cosine with linear warmup (A1-A3), and the step schedule of the 2015 ResNet paper and
-torchvision's classic recipe (lr divided by 10 at milestones), with the 2015 paper's constant warm-up."""
+"""Optimizer with weight-decay parameter groups, and the learning-rate schedules, all pure functions of the
+optimizer step: the per-step cosine with linear warmup (A1-A3), timm 2021's per-epoch cosine with its cooldown (the
+_timm2021 recipes), and the step schedule of the 2015 ResNet paper and torchvision's classic recipe (lr divided by
+10 at milestones), with the 2015 paper's constant warm-up."""
 from __future__ import annotations
 
 import math
@@ -17,7 +18,9 @@ def create_optimizer(model: torch.nn.Module, cfg: OptimConfig, lr: float) -> tor
     else:  # timm's grouping: no weight decay on 1-d parameters (biases, norm scales and shifts).
         groups = param_groups_weight_decay(model, cfg.weight_decay)
     if cfg.name == "lamb":
-        # max_grad_norm is Lamb's own global clipping (timm default 1.0, which the released weights used).
+        # max_grad_norm is Lamb's own global clipping (timm's default 1.0; that the released weights clipped at
+        # 1.0 is inferred from this default, their optimizer flags are not published). rsb has no second clip
+        # outside LAMB, as timm's --clip-grad adds (clip_grad below is for optimizers that do not clip).
         return Lamb(groups, lr=lr, betas=tuple(cfg.betas), eps=cfg.eps, weight_decay=cfg.weight_decay,
                     max_grad_norm=cfg.max_grad_norm)
     if cfg.name == "sgd":  # torch's SGD: the decay is added to the gradient before momentum (L2), as in 2015
@@ -68,6 +71,33 @@ class WarmupCosine(_Schedule):
         return self.min_lr + 0.5 * (self.peak - self.min_lr) * (1 + math.cos(math.pi * progress))
 
 
+class PerEpochCosine(_Schedule):
+    """timm's CosineLRScheduler as timm's train.py of 2021 (commit cc9bedf3) configured it: t_initial=sched.epochs,
+    lr_min=min_lr, warmup_t=warmup_epochs, warmup_lr_init=warmup_lr, warmup_prefix=False, t_in_epochs=True,
+    cycle_limit=1, no noise, k_decay=1. One lr per epoch t (train.py stepped it with step(epoch + 1) after each
+    epoch): linear from warmup_lr while t < warmup_epochs, the cosine of t / epochs otherwise (the warmup lies
+    inside the cosine, so the cosine's peak is never reached), min_lr from epoch `epochs` on: the cooldown epochs
+    that train.py added after the cycle (num_epochs = cycle length + cooldown_epochs).
+
+    Why not timm's object: it writes the optimizer's lr itself and is stepped by the epoch loop; here the lr is a
+    function of the optimizer step, which the engine applies, so a mid-epoch resume needs only the step count.
+    The arithmetic is timm's, term for term; tests/training/test_optim.py checks it against timm's scheduler."""
+
+    def __init__(self, sched: SchedConfig, peak_lr: float, steps_per_epoch: int):
+        self.peak, self.per_epoch, self.epochs = peak_lr, steps_per_epoch, sched.epochs
+        self.warmup, self.warmup_lr, self.min_lr = sched.warmup_epochs, sched.warmup_lr, sched.min_lr
+
+    def lr_of_epoch(self, t: int) -> float:
+        if t < self.warmup:
+            return self.warmup_lr + t * ((self.peak - self.warmup_lr) / self.warmup)
+        if t >= self.epochs:
+            return self.min_lr
+        return self.min_lr + 0.5 * (self.peak - self.min_lr) * (1 + math.cos(math.pi * t / self.epochs))
+
+    def lr_at(self, step: int) -> float:
+        return self.lr_of_epoch(step // self.per_epoch)
+
+
 class StepDecay(_Schedule):
     """peak x gamma^k after the k-th milestone (milestones in optimizer steps, or in epochs: at the first step of
     that epoch, as torch's MultiStepLR stepped once per epoch). Warm-up, the 2015 paper's kind: warmup_lr held
@@ -112,4 +142,6 @@ def create_schedule(sched: SchedConfig, peak_lr: float, total_steps: int, warmup
                     steps_per_epoch: int, lr_scale: float = 1.0) -> _Schedule:
     if sched.name == "step":
         return StepDecay(sched, peak_lr, steps_per_epoch, warmup_steps, lr_scale)
+    if sched.name == "cosine_per_epoch":
+        return PerEpochCosine(sched, peak_lr, steps_per_epoch)
     return WarmupCosine(sched, peak_lr, total_steps, warmup_steps)

@@ -51,10 +51,23 @@ class TrainingParts:
     prep_train: DeviceBatch
     prep_eval: DeviceBatch
     pixel_mean: torch.Tensor | None = None  # CIFAR-10's per-pixel mean image: stored so a checkpoint scores alone
+    average_bn_stats: bool = False      # train.average_bn_stats: timm's --dist-bn reduce at each epoch's end
 
     def wrap(self, dist: DistContext, compile: bool) -> None:
         """DDP and torch.compile, after a resume has loaded the plain model's weights."""
         self.model = wrap_for_training(self.model, dist.device, dist.distributed, compile)
+
+    def end_epoch(self, dist: DistContext) -> None:
+        """At an epoch's end, before it is evaluated and saved: with train.average_bn_stats, every process's
+        batch-norm running means and variances (the model's and its EMA's) become their mean over the processes,
+        as timm's train.py did with --dist-bn reduce (timm.utils.distribute_bn). Without it, rank 0's reach every
+        process through DDP's broadcast of buffers at each forward (evaluation's too), and checkpoints hold rank
+        0's."""
+        if self.average_bn_stats and dist.distributed:
+            from timm.utils import distribute_bn
+            distribute_bn(self.model, dist.world_size, reduce=True)
+            if self.ema is not None:
+                distribute_bn(self.ema.module, dist.world_size, reduce=True)
 
     def state_dict(self) -> dict:
         """The learned state of the parts, as rsb.run.record.CheckpointRecord fields."""
@@ -105,4 +118,5 @@ def build_parts(cfg: Config, derived: Derived, prec: Precision, dist: DistContex
         train_loader=train_loader, val_loader=val_loader,
         prep_train=DeviceBatch(device, cfg.model.channels_last, cfg.aug, cfg.model.num_classes,
                                mean_image=mean_image, flip_on_device=fam.augments_on_device),
-        prep_eval=DeviceBatch(device, cfg.model.channels_last, mean_image=mean_image), pixel_mean=mean_image)
+        prep_eval=DeviceBatch(device, cfg.model.channels_last, mean_image=mean_image), pixel_mean=mean_image,
+        average_bn_stats=cfg.train.average_bn_stats)

@@ -36,7 +36,7 @@ class Derived:
     train_images: int
     samples_per_device: int     # per epoch, repeats included
     steps_per_epoch: int        # optimizer steps
-    epochs: int                 # sched.epochs, or the epochs sched.max_steps spans (the last one cut short)
+    epochs: int                 # sched.epochs (+ sched.cooldown_epochs), or the epochs sched.max_steps spans
     total_steps: int
     warmup_steps: int
     sampler_lanes: int          # virtual replicas the repeated-augmentation sampler deals over
@@ -88,7 +88,7 @@ def resolve(cfg: Config, world_size: int, train_images: int, prec: precision.Pre
                         f"(train.batch_per_device={b}, {world_size} device(s), {accum} accumulation steps; the "
                         f"sampler deals them over {lanes} lanes of {math.ceil(train_images / lanes)}); lower "
                         f"train.batch_per_device.")
-    total = cfg.sched.max_steps or steps * cfg.sched.epochs
+    total = cfg.sched.max_steps or steps * (cfg.sched.epochs + cfg.sched.cooldown_epochs)
     return Derived(
         world_size=world_size, batch_per_device=cfg.train.batch_per_device, accum_steps=accum,
         global_batch=per_step * accum, lr=lr, lr_scale=lr_scale, batch_rule_applied=note, train_images=train_images,
@@ -131,7 +131,7 @@ def startup_lines(cfg: Config, d: Derived, device_type: str, run_dir) -> list[st
     from rsb.run import folder as run_folder
     lines = [", ".join(f"{name} {version}" for name, version in versions().items()),
              f"run folder {run_dir}; {d.world_size} process(es) on {device_type}; {d.train_images} train images, "
-             f"{d.steps_per_epoch} steps/epoch, {d.epochs} epochs, {d.total_steps} steps",
+             f"{d.steps_per_epoch} steps/epoch, {d.epochs} epochs{_cooldown(cfg)}, {d.total_steps} steps",
              f"batch rule: {d.batch_rule_applied}",
              f"precision: {d.precision_reason}",
              f"repeated augmentation: {cfg.aug.repeated_aug} copies per image dealt over {d.sampler_lanes} sampler "
@@ -140,6 +140,11 @@ def startup_lines(cfg: Config, d: Derived, device_type: str, run_dir) -> list[st
     if "not built" in d.input_path:
         lines.append(f"warning: the fast input path runs slower without its C extensions; {BUILD_EXTENSIONS}")
     return lines + [f"resolved configuration: {run_dir / run_folder.RESOLVED}"]
+
+
+def _cooldown(cfg: Config) -> str:
+    c = cfg.sched.cooldown_epochs
+    return f" ({cfg.sched.epochs} of the cosine, then {c} at sched.min_lr)" if c else ""
 
 
 def print_config(cfg: Config, sample: bool, device: str = "auto") -> str:

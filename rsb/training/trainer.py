@@ -125,6 +125,7 @@ class Trainer:
                     self.save()
                     self._exit(f"stopped at step {st.step} (epoch {epoch + 1})")
                 st.end_epoch()
+                self.parts.end_epoch(self.dist)
                 self._end_epoch(epoch, stats)
                 if self.stop.signum is not None:  # signalled during the epoch's last step: it is complete
                     self._exit(f"stopped after epoch {epoch + 1}")

@@ -311,6 +311,19 @@ def test_timm_flags_are_answered_with_the_override(capsys):
     assert timm_flag_error(["--recipe", "a2", "--workers", "2", "optim.lr=1"]) is None
     assert main(["-b", "128", "--print-config"]) == 2
     assert "train.batch_per_device=128" in capsys.readouterr().err
+    assert "use sched.cooldown_epochs=10 " in timm_flag_error(["--cooldown-epochs", "10"])
+    assert timm_flag_error(["--dist-bn", "reduce"]).endswith("use train.average_bn_stats=true.")
+
+
+def test_timms_clip_grad_is_not_mistaken_for_lambs_own_clip():
+    """timm's --clip-grad is a second clip outside the optimizer, on top of Lamb's max_grad_norm: the answer says
+    so, and names what rsb has instead, rather than offering optim.max_grad_norm as its equal."""
+    from rsb.train import timm_flag_error
+    answer = timm_flag_error(["--clip-grad", "1.0"])
+    assert answer.startswith("'--clip-grad' is a timm train.py flag with no equal here: ")
+    assert "outside the optimizer" in answer and "on top of Lamb's own clip" in answer
+    assert "rsb has no such outside clip for LAMB" in answer and "optim.max_grad_norm sets Lamb's own" in answer
+    assert "use optim.max_grad_norm=" not in answer
 
 
 def test_help_lists_the_recipe_sections_and_list_recipes(capsys):
@@ -321,7 +334,8 @@ def test_help_lists_the_recipe_sections_and_list_recipes(capsys):
     assert "model, data, aug, loss, optim, sched, train, run" in out and "--print-config" in out
     assert main(["--list-recipes"]) == 0
     listed = capsys.readouterr().out
-    assert [line.split()[0] for line in listed.splitlines()[:3]] == ["a1", "a2", "a3"]
+    assert [line.split()[0] for line in listed.splitlines()[:6]] == ["a1", "a1_timm2021", "a2", "a2_timm2021",
+                                                                     "a3", "a3_timm2021"]
 
 
 # ---- the choices and checks of the original ResNet recipes (cifar10_resnet, torchvision) ----------------------
@@ -335,6 +349,9 @@ def test_help_lists_the_recipe_sections_and_list_recipes(capsys):
     ("cifar10_resnet", ["aug.rand_augment=rand-m9"], "not applied to CIFAR-10"),
     ("cifar10_resnet", ["aug.scale=[0.08,1.0]"], "no RandomResizedCrop there"),
     ("a2", ["data.normalize=pixel_mean"], "is for data.dataset=cifar10"),
+    ("a2", ["sched.cooldown_epochs=10"], "sched.cooldown_epochs belongs to sched.name=cosine_per_epoch"),
+    ("a2_timm2021", ["sched.cooldown_epochs=-1"], "must be 0 or more; got -1"),
+    ("a2_timm2021", ["sched.epochs=0", "sched.max_steps=1000"], "cosine_per_epoch runs over whole epochs"),
 ])
 def test_original_recipe_checks(recipe, overrides, message):
     from rsb.training.run_config import build_config
@@ -355,3 +372,16 @@ def test_sample_overlay_follows_the_data_set():
     assert (cifar.sched.max_steps, cifar.sched.milestones, cifar.data.val_holdout) == (200, [100, 150], 200)
     assert cifar.data.train_size == 32  # not the ImageNet sample's 48
     assert build_config("a2", [], sample=True).data.train_size == 48
+
+
+def test_a_key_an_older_run_lacks_counts_as_its_default_when_resuming():
+    """A checkpoint written before a key existed holds no value for it; the run then did what the key's default
+    does, so resuming it with the same recipe is no change, and with another value is one."""
+    from rsb.config.schema import changed_recipe_values, to_dict
+    cfg = load_recipe("a2")
+    older = to_dict(cfg)
+    del older["model"]["zero_init_last"], older["sched"]["cooldown_epochs"], older["train"]["average_bn_stats"]
+    assert changed_recipe_values(older, cfg) == []
+    assert changed_recipe_values(older, apply_overrides(cfg, ["train.average_bn_stats=true"])) == [
+        "train.average_bn_stats"]
+    assert changed_recipe_values(older, load_recipe("torchvision")) != []

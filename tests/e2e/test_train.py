@@ -37,28 +37,42 @@ def _rows(run: Path):
         return list(csv.DictReader(f))
 
 
-@pytest.mark.parametrize("recipe", ["a1", "a2", "a3"])
+@pytest.mark.parametrize("recipe", ["a1", "a2", "a3", "a1_timm2021", "a2_timm2021", "a3_timm2021"])
 def test_each_recipe_runs_end_to_end(recipe, data, tmp_path):
     out = tmp_path / "run"
+    timm2021 = recipe.endswith("_timm2021")
+    cooldown = ["sched.cooldown_epochs=1"] if timm2021 else []  # 2 epochs of the cosine, then 1 at the floor
     assert _main(["--recipe", recipe, "--data", str(data), "--output", str(out), "--workers", "0", "--quiet",
-                  *TINY_OVERRIDES]) == 0
+                  *TINY_OVERRIDES, *cooldown]) == 0
     for name in ("resolved.yaml", "metrics.csv", "last.pt", "best.pt", "summary.json", "curves.png"):
         assert (out / name).is_file(), name
     rows = _rows(out)
-    assert [int(r["epoch"]) for r in rows] == [1, 2]
+    last = 3 if timm2021 else 2
+    assert [int(r["epoch"]) for r in rows] == list(range(1, last + 1))
+    if timm2021:  # metrics.csv's lr of each epoch is timm's CosineLRScheduler's, configured as in 2021
+        from timm.scheduler import CosineLRScheduler
+        peak = yaml.safe_load((out / "resolved.yaml").read_text())["derived"]["lr"]
+        opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=peak)
+        timm_sched = CosineLRScheduler(opt, t_initial=2, lr_min=1e-6, warmup_t=1, warmup_lr_init=1e-4,
+                                       warmup_prefix=False, t_in_epochs=True, cycle_limit=1)
+        timm_lrs = []
+        for epoch in range(3):
+            timm_lrs.append(opt.param_groups[0]["lr"])
+            timm_sched.step(epoch + 1)
+        assert [float(r["lr"]) for r in rows] == timm_lrs and timm_lrs[0] == 1e-4 and timm_lrs[2] == 1e-6
     assert all(float(r["train_loss"]) > 0 and 0 <= float(r["val_top1"]) <= 100 for r in rows)
     resolved = yaml.safe_load((out / "resolved.yaml").read_text())
     assert resolved["config"]["name"] == recipe
     assert resolved["derived"]["steps_per_epoch"] == 6  # 100 images, 3 lanes of 34: 2 batches of 16 each
     summary = json.loads((out / "summary.json").read_text())
-    assert summary["final_epoch"] == 2 and summary["final_val_top1"] == float(rows[-1]["val_top1"])
+    assert summary["final_epoch"] == last and summary["final_val_top1"] == float(rows[-1]["val_top1"])
     assert (out / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     # The checkpoint loads safely and its weights load into timm's own model.
     import timm
     ckpt = torch.load(out / "last.pt", weights_only=True)
     model = timm.create_model("resnet50", num_classes=10)
     model.load_state_dict(ckpt["model"])
-    assert ckpt["epoch"] == 2 and ckpt["config"]["name"] == recipe
+    assert ckpt["epoch"] == last and ckpt["config"]["name"] == recipe
 
 
 def test_same_seed_same_losses_and_other_seed_differs(data, tmp_path):
@@ -173,7 +187,7 @@ def test_bad_inputs_give_one_clear_sentence(data, tmp_path, capsys):
     (empty / "train" / "n01").mkdir(parents=True)
     (empty / "val" / "n01").mkdir(parents=True)
     assert "no images" in _error_of(["--data", str(empty)], tmp_path, capsys)
-    assert "available: a1, a2, a3" in _error_of(["--recipe", "b7"], tmp_path, capsys)
+    assert "available: a1, a1_timm2021, a2, a2_timm2021, a3" in _error_of(["--recipe", "b7"], tmp_path, capsys)
     assert "did you mean 'optim.lr'" in _error_of(["optim.lrr=1"], tmp_path, capsys)
     assert "must be of type int" in _error_of(["sched.epochs=ten"], tmp_path, capsys)
     # A checkpoint of another model.

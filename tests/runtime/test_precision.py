@@ -129,3 +129,35 @@ def test_run_records_the_precision_it_used(branch, request, tmp_path, capsys):
     assert checkpoint.load(out / "last.pt")["derived"]["precision"] == want
     with open(out / "metrics.csv") as f:
         assert [row["precision"] for row in csv.DictReader(f)] == [want]
+
+
+# ---- the _timm2021 recipes: float16 with a gradient scaler, as the released runs on V100s ----------------------
+TIMM2021 = ["a1_timm2021", "a2_timm2021", "a3_timm2021"]
+
+
+@pytest.mark.parametrize("recipe", TIMM2021)
+def test_timm2021_recipes_take_float16_with_its_scaler_where_the_device_has_it(recipe, monkeypatch, fake_gpu):
+    cfg = build_config(recipe, [], sample=False)
+    fake_gpu["bf16"] = True  # a GPU with bf16 too still gets the recipe's float16
+    on_gpu = precision.for_config(cfg.train, torch.device("cuda", 0))
+    assert on_gpu.dtype == torch.float16 and on_gpu.needs_scaler and "Fake GPU computes float16" in on_gpu.reason
+    monkeypatch.setattr(precision, "cpu_native_features", lambda: ["AMX_FP16"])
+    on_cpu = precision.for_config(cfg.train, CPU)
+    assert on_cpu.dtype == torch.float16 and on_cpu.needs_scaler and "AMX_FP16" in on_cpu.reason
+    monkeypatch.setattr(precision, "cpu_native_features", lambda: ["AVX512_BF16", "AMX"])  # bf16, no float16
+    elsewhere = precision.for_config(cfg.train, CPU)
+    assert elsewhere.dtype is None and "float32 instead of the recipe's float16 autocast" in elsewhere.reason
+
+
+def test_timm2021_run_trains_in_float16_with_a_gradient_scaler(monkeypatch, tmp_path, capsys):
+    """A run of the recipe on a device that computes float16 natively (faked) steps through the gradient scaler:
+    its state is in the checkpoint, and every record names float16."""
+    monkeypatch.setattr(precision, "cpu_native_features", lambda: ["AMX_FP16"])
+    data = tiny_data(tmp_path / "data")
+    out = tmp_path / "run"
+    cfg = build_config("a3_timm2021", [*TINY, "sched.cooldown_epochs=0"], sample=False)
+    train(cfg, LaunchOptions(data=data, output=out, workers=0, device="cpu"))
+    assert "precision: float16 autocast: the CPU computes float16 natively (AMX_FP16" in capsys.readouterr().out
+    last = checkpoint.load(out / "last.pt")
+    assert last["scaler"] is not None and last["scaler"]["scale"] > 0
+    assert last["derived"]["precision"] == "float16"

@@ -166,3 +166,21 @@ def test_a1_paper_text_order_is_the_option():
     t = create_loss(cfg.loss, cfg.model.num_classes).targets(torch.tensor([0]))
     assert t[0, 0].item() == pytest.approx(0.9 + 0.1 / 1000)
     assert t[0, 1].item() == pytest.approx(0.1 / 1000)
+
+
+def test_smoothing_inside_mixup_moves_the_threshold_to_lambda_0_2221():
+    """A1's smoothing in timm's order: a class mixed in with weight lambda gets 0.0001 + 0.9 lambda (timm's own
+    mixup_target, 1000 classes), which passes the threshold 0.2 only when lambda > 0.1999 / 0.9 = 0.22211; without
+    smoothing the threshold on lambda is 0.2 itself. rsb's targets are timm's, thresholded."""
+    from timm.data.mixup import mixup_target
+    k = 1000
+    ours = ThresholdedBCE(k, target_threshold=0.2, smoothing=0.1, smoothing_after_threshold=False)
+    plain = ThresholdedBCE(k, target_threshold=0.2)
+    labels = torch.tensor([3, 7])  # the batch's flip pairs sample 0 (class 3) with sample 1 (class 7)
+    for lam_partner, counted in ((0.21, False), (0.2221, False), (0.22212, True), (0.25, True)):
+        timm_soft = mixup_target(labels, k, lam=1 - lam_partner, smoothing=0.1)
+        assert timm_soft[0, 7].item() == pytest.approx(0.0001 + 0.9 * lam_partner, abs=1e-6)
+        mixed_target = (1 - lam_partner) * F.one_hot(labels, k).float() + lam_partner * F.one_hot(labels.flip(0), k)
+        assert torch.equal(ours.targets(mixed_target), (timm_soft > 0.2).float())
+        assert ours.targets(mixed_target)[0, 7].item() == float(counted)
+        assert plain.targets(mixed_target)[0, 7].item() == 1.0  # lambda > 0.2: counted without smoothing

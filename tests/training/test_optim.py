@@ -202,3 +202,60 @@ def test_training_loop_reports_the_error_to_a_waiting_schedule():
     assert s.warm_end == ERROR_FEEDBACK_EVERY  # the first report (error < 99.9%) ended the warm-up
     assert 0 <= stats.train_top1 <= 100
     assert opt.param_groups[0]["lr"] == pytest.approx(0.1)
+
+
+# ---- timm 2021's per-epoch cosine (sched.name=cosine_per_epoch, the _timm2021 recipes) ------------------------
+def _timm_2021_lrs(peak: float, epochs: int, scheduled_epochs: int) -> list[float]:
+    """The lr of each epoch from timm's own CosineLRScheduler, configured as timm's train.py of 2021 (commit
+    cc9bedf3) configured it through create_scheduler: the --warmup-lr, --min-lr defaults and 5 warmup epochs
+    (the paper's), t_in_epochs=True, the lr set at construction for epoch 0 and by step(epoch + 1) after each
+    epoch; step_update, called after every optimizer update, changes nothing."""
+    from timm.scheduler import CosineLRScheduler
+    opt = torch.optim.SGD([nn.Parameter(torch.zeros(1))], lr=peak)
+    sched = CosineLRScheduler(opt, t_initial=epochs, lr_min=1e-6, warmup_t=5, warmup_lr_init=1e-4,
+                              warmup_prefix=False, t_in_epochs=True, cycle_limit=1)
+    assert sched.get_cycle_length() + 10 == scheduled_epochs  # train.py's num_epochs, the 10 cooldown epochs in
+    lrs, updates = [], 0
+    for epoch in range(scheduled_epochs):
+        lrs.append(opt.param_groups[0]["lr"])
+        for _ in range(3):  # a few optimizer updates: no change within the epoch
+            updates += 1
+            sched.step_update(num_updates=updates)
+            assert opt.param_groups[0]["lr"] == lrs[-1]
+        sched.step(epoch + 1)
+    return lrs
+
+
+@pytest.mark.parametrize("recipe,epochs", [("a1_timm2021", 600), ("a2_timm2021", 300), ("a3_timm2021", 100)])
+def test_timm2021_recipes_follow_timms_2021_scheduler_every_epoch(recipe, epochs):
+    """Every epoch's lr, the 10 cooldown epochs included, is the lr timm's CosineLRScheduler gives, exactly, at the
+    recipe's full scale on one process (4 accumulation steps of 512: the recipe's lr as is)."""
+    from rsb.data.families.imagenet import TRAIN_IMAGES
+    from rsb.training.optim import PerEpochCosine, create_schedule
+    from rsb.training.plan import resolve
+    from rsb.runtime.precision import Precision
+    cfg = load_recipe(recipe)
+    d = resolve(cfg, 1, TRAIN_IMAGES, Precision(None, "float32"), input_path="-")
+    assert d.epochs == epochs + 10 and d.total_steps == d.steps_per_epoch * (epochs + 10) and d.lr == cfg.optim.lr
+    schedule = create_schedule(cfg.sched, d.lr, d.total_steps, d.warmup_steps, d.steps_per_epoch, d.lr_scale)
+    assert isinstance(schedule, PerEpochCosine)
+    timm_lrs = _timm_2021_lrs(d.lr, epochs, d.epochs)
+    n = d.steps_per_epoch
+    ours = [schedule.lr_at(e * n) for e in range(d.epochs)]
+    assert ours == timm_lrs  # exactly: the same arithmetic, term for term
+    assert all(schedule.lr_at(e * n + n - 1) == timm_lrs[e] for e in range(d.epochs))  # one lr per epoch
+    assert ours[0] == 1e-4 and ours[epochs:] == [1e-6] * 10  # warmup from 1e-4; the cooldown at the floor
+    assert max(ours) < cfg.optim.lr  # the warmup lies inside the cosine: its peak is never reached
+
+
+def test_per_epoch_cosine_is_not_the_per_step_one():
+    """The two cosines differ where it matters (what a silent fallback to the default would change)."""
+    from rsb.training.optim import create_schedule
+    sched = SchedConfig(name="cosine_per_epoch", epochs=10, warmup_epochs=2, warmup_lr=1e-4, min_lr=1e-6,
+                        cooldown_epochs=2)
+    per_epoch = create_schedule(sched, 1e-2, total_steps=120, warmup_steps=20, steps_per_epoch=10)
+    per_step = create_schedule(SchedConfig(epochs=12, warmup_epochs=2, warmup_lr=1e-4, min_lr=1e-6), 1e-2,
+                               total_steps=120, warmup_steps=20, steps_per_epoch=10)
+    assert [per_epoch.lr_at(s) for s in range(10)] == [1e-4] * 10
+    assert per_step.lr_at(5) > per_step.lr_at(0)
+    assert per_epoch.lr_at(100) == per_epoch.lr_at(119) == 1e-6 and per_step.lr_at(100) > 1e-6

@@ -117,6 +117,18 @@ def test_one_gpu_accumulating_sees_the_steps_of_eight(world):
     assert (d.sampler_lanes, d.accum_steps * world, d.steps_per_epoch) == (8, 8, 625)
 
 
+@pytest.mark.parametrize("recipe", ["a1_timm2021", "a2_timm2021", "a3_timm2021"])
+@pytest.mark.parametrize("world,accum", [(1, 4), (2, 2), (4, 1)])
+def test_timm2021_recipes_hold_512_per_device_over_4_lanes(recipe, world, accum):
+    """The paper's 4 GPUs x 512: batch-norm statistics and Mixup partners over 512 images, the repeated copies
+    dealt over 4 replicas. One process gets there by 4 accumulation steps of 512 over 4 sampler lanes, 2 by 2."""
+    d = resolve(cfg_with(recipe), world, N)
+    assert (d.batch_per_device, d.accum_steps, d.global_batch, d.sampler_lanes) == (512, accum, 2048, 4)
+    assert d.lr == load_recipe(recipe).optim.lr  # at the reference batch: the recipe's lr as is
+    # ceil(1,281,167 / 4) = 320,292 per lane, cut to 625 whole batches of 512: the 8 x 256 runs' 625 steps
+    assert (d.samples_per_device * world, d.steps_per_epoch) == (1_280_000, 625)
+
+
 @pytest.mark.parametrize("recipe,epochs,approx_total", [("a1", 600, 375_000), ("a2", 300, 188_000),
                                                          ("a3", 100, 63_000)])
 def test_total_and_warmup_steps(recipe, epochs, approx_total):
