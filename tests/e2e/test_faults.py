@@ -91,8 +91,9 @@ def _same(a, b) -> bool:
 
 def test_interrupted_many_ways_ends_bitwise_equal_to_uninterrupted(data, tmp_path):
     reference = tmp_path / "reference"
-    res = _run(_args(data, reference))
-    assert res.returncode == 0, res.stdout + res.stderr
+    # The uninterrupted run alongside the interrupted ones (they share nothing but the data).
+    ref_proc = subprocess.Popen(_args(data, reference), cwd=REPO, env=_env(), stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT, text=True)
 
     run = tmp_path / "interrupted"
     cmd = _args(data, run)
@@ -117,6 +118,8 @@ def test_interrupted_many_ways_ends_bitwise_equal_to_uninterrupted(data, tmp_pat
     res = _run(cmd)
     assert res.returncode == 0, res.stdout + res.stderr
     assert not list(run.glob(".*.tmp*"))
+    out, _ = ref_proc.communicate(timeout=300)
+    assert ref_proc.returncode == 0, out
     ref, got = _weights(reference), _weights(run)
     assert got["step"] == ref["step"] == 12
     assert _same(ref["model"], got["model"]), "resumed weights differ from the uninterrupted run"
