@@ -58,7 +58,10 @@ def slurm_conf(root: Path, host: str, ports: tuple[int, int], res: dict[str, int
         f"SlurmctldHost={host}(127.0.0.1)",
         "SlurmUser=root", "SlurmdUser=root",
         f"SlurmctldPort={ports[0]}", f"SlurmdPort={ports[1]}",
-        "AuthType=auth/munge", "CredType=cred/munge", f"AuthInfo=socket={root / 'munge' / 'munge.socket'}",
+        # cred_expire: Slurm holds a requeued job for this long plus one second (the default, 120 s, made each
+        # requeue test wait two minutes); 20 s still leaves a busy machine ample time to launch a job step.
+        "AuthType=auth/munge", "CredType=cred/munge",
+        f"AuthInfo=socket={root / 'munge' / 'munge.socket'},cred_expire=20",
         f"StateSaveLocation={root / 'state'}", f"SlurmdSpoolDir={root / 'spool'}",
         f"SlurmctldPidFile={root / 'slurmctld.pid'}", f"SlurmdPidFile={root / 'slurmd.pid'}",
         f"SlurmctldLogFile={root / 'slurmctld.log'}", f"SlurmdLogFile={root / 'slurmd.log'}",

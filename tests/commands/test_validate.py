@@ -20,9 +20,10 @@ from rsb.data.transforms import eval_transform
 from rsb.errors import UserError
 from rsb.evaluation import checkpoints, table
 
-TINY_RUN = ["--recipe", "a2", "--workers", "0", "--quiet", "model.num_classes=10", "data.train_size=32",
-            "data.test_size=32", "sched.epochs=1", "sched.warmup_epochs=0", "train.batch_per_device=16",
-            "optim.batch_rule=sqrt"]
+# A small ResNet: the recipe's ResNet-50 would make every checkpoint these tests read, copy and score ~280 MB.
+TINY_RUN = ["--recipe", "a2", "--workers", "0", "--quiet", "model.name=resnet10t", "model.num_classes=10",
+            "data.train_size=32", "data.test_size=32", "sched.epochs=1", "sched.warmup_epochs=0",
+            "train.batch_per_device=16", "optim.batch_rule=sqrt"]
 
 
 @pytest.fixture(scope="module")
@@ -57,7 +58,7 @@ def test_sample_run_checkpoint_scored_with_no_data_flags(trained, tmp_path, monk
     assert r["gap"] == pytest.approx(r["val_top1"] - r["v2_top1"], abs=1e-3)
     assert (r["val_images"], r["v2_images"], r["v2_set"]) == (40, 20, "sample")  # v2: 2 per class, per COMPLETE.json
     assert (r["img_size"], r["crop_pct"], r["interpolation"]) == (32, 0.95, "bicubic")  # the run's test settings
-    assert (r["epoch"], r["seed"], r["recipe"], r["model"], r["run"]) == (1, 0, "a2", "resnet50", "run")
+    assert (r["epoch"], r["seed"], r["recipe"], r["model"], r["run"]) == (1, 0, "a2", "resnet10t", "run")
     # The same weights, transform and autocast as the run's own end-of-epoch evaluation: the same score
     # (within one image, as bfloat16 kernels may round differently).
     import csv
@@ -160,15 +161,18 @@ def test_timm_weights_files_score_like_the_checkpoint(trained, tmp_path):
     state = {k: v.contiguous() for k, v in state.items()}
     save_file(state, str(tmp_path / "w.safetensors"))
     torch.save({"state_dict": {f"module.{k}": v for k, v in state.items()}}, tmp_path / "w.pth")  # DDP-style
-    item = checkpoints.from_weights("resnet50", tmp_path / "w.safetensors", num_classes=10)
-    assert (item.settings.size, item.settings.crop_pct, item.settings.interpolation) == (224, 0.95, "bicubic")
+    item = checkpoints.from_weights("resnet10t", tmp_path / "w.safetensors", num_classes=10)
+    # timm's pretrained config of resnet10t (resnet10t.c3_in1k): 176 px, crop 0.875, bicubic
+    assert (item.settings.size, item.settings.crop_pct, item.settings.interpolation) == (176, 0.875, "bicubic")
     from_pth = checkpoints.load_weights_file(tmp_path / "w.pth")  # wrapper and "module." prefix removed
     assert from_pth.keys() == state.keys() and all(torch.equal(from_pth[k], state[k]) for k in state)
-    rows = _validate([trained.run / "last.pt", "--model", "resnet50", "--weights", tmp_path / "w.safetensors",
-                      "--num-classes", "10", "--img-size", "32", "--data", trained.root], tmp_path / "a")
+    # Both scored at the run's test settings (32 px, the recipe's crop 0.95, bicubic): the same scores.
+    rows = _validate([trained.run / "last.pt", "--model", "resnet10t", "--weights", tmp_path / "w.safetensors",
+                      "--num-classes", "10", "--img-size", "32", "--crop-pct", "0.95", "--data", trained.root],
+                     tmp_path / "a")
     assert [r["checkpoint"].rsplit("/", 1)[-1] for r in rows] == ["last.pt", "w.safetensors"]
     assert rows[0]["val_top1"] == rows[1]["val_top1"] and rows[0]["val_top5"] == rows[1]["val_top5"]
-    assert rows[1]["epoch"] is None and rows[1]["model"] == "resnet50" and rows[1]["img_size"] == 32
+    assert rows[1]["epoch"] is None and rows[1]["model"] == "resnet10t" and rows[1]["img_size"] == 32
 
 
 def test_real_labels_reach_the_table(tmp_path, monkeypatch):

@@ -189,9 +189,9 @@ def _env():
 
 def test_shard_run_killed_mid_epoch_resumes_bitwise_equal(layouts, tmp_path):
     reference = tmp_path / "reference"
-    res = subprocess.run(_args(layouts.shards, reference), cwd=REPO, env=_env(), capture_output=True, text=True,
-                         timeout=300)
-    assert res.returncode == 0, res.stdout + res.stderr
+    # The uninterrupted run alongside the interrupted one (they share nothing but the data).
+    ref_proc = subprocess.Popen(_args(layouts.shards, reference), cwd=REPO, env=_env(), stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT, text=True)
     run = tmp_path / "interrupted"
     proc = subprocess.Popen(_args(layouts.shards, run), cwd=REPO, env=_env(), stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True)
@@ -206,6 +206,8 @@ def test_shard_run_killed_mid_epoch_resumes_bitwise_equal(layouts, tmp_path):
     res = subprocess.run(_args(layouts.shards, run), cwd=REPO, env=_env(), capture_output=True, text=True,
                          timeout=300)
     assert res.returncode == 0 and "resumed from" in res.stdout, res.stdout + res.stderr
+    out, _ = ref_proc.communicate(timeout=300)
+    assert ref_proc.returncode == 0, out
     ref, got = checkpoint.load(reference / "last.pt"), checkpoint.load(run / "last.pt")
     assert got["step"] == ref["step"] == 12
     assert all(torch.equal(ref["model"][k], got["model"][k]) for k in ref["model"])

@@ -18,7 +18,7 @@ def test_two_process_ddp_run_splits_the_samples(tmp_path):
     out = tmp_path / "run"
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29533",
            str(REPO / "train.py"), "--recipe", "a2", "--data", str(data), "--output", str(out),
-           "--workers", "0", "--device", "cpu", "--quiet", *TINY_OVERRIDES]
+           "--workers", "0", "--device", "cpu", "--quiet", *TINY_OVERRIDES, "model.name=resnet10t"]  # a small ResNet
     res = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=400,
                          env=dict(os.environ, OMP_NUM_THREADS="1"))
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]

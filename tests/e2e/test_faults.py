@@ -133,15 +133,10 @@ def test_interrupted_many_ways_ends_bitwise_equal_to_uninterrupted(data, tmp_pat
     reference = tmp_path / "reference"
     # As a Slurm task of one CPU on a node that does not bind CPUs (this machine's mask: all of them): torch's
     # threads come from the task (the interrupted runs get theirs from OMP_NUM_THREADS=1; equal counts, so the
-    # results can be compared bitwise).
+    # results can be compared bitwise). It runs alongside the interrupted ones (they share nothing but the data).
     slurm = {k: v for k, v in _env(SLURM_CPUS_PER_TASK="1").items() if k != "OMP_NUM_THREADS"}
-    res = _run(_args(data, reference), env=slurm)
-    assert res.returncode == 0, res.stdout + res.stderr
-    ref_log = res.stdout
-    assert yaml.safe_load((reference / "resolved.yaml").read_text())["environment"]["cpu"] == {
-        "cpus": 1, "threads": 1, "workers": 1, "source": "SLURM_CPUS_PER_TASK=1; --workers 1"}
-    assert res.stdout.count("CPU budget: 1 CPU(s) for this process (SLURM_CPUS_PER_TASK=1; --workers 1): 1 "
-                            "compute thread(s), 1 loader worker(s)\n") == 1
+    ref_proc = subprocess.Popen(_args(data, reference), cwd=REPO, env=slurm, stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT, text=True)
 
     run = tmp_path / "interrupted"
     cmd = _args(data, run)
@@ -170,6 +165,12 @@ def test_interrupted_many_ways_ends_bitwise_equal_to_uninterrupted(data, tmp_pat
     res = _run(cmd)
     assert res.returncode == 0, res.stdout + res.stderr
     assert not list(run.glob(".*.tmp*"))
+    ref_log, _ = ref_proc.communicate(timeout=300)
+    assert ref_proc.returncode == 0, ref_log
+    assert yaml.safe_load((reference / "resolved.yaml").read_text())["environment"]["cpu"] == {
+        "cpus": 1, "threads": 1, "workers": 1, "source": "SLURM_CPUS_PER_TASK=1; --workers 1"}
+    assert ref_log.count("CPU budget: 1 CPU(s) for this process (SLURM_CPUS_PER_TASK=1; --workers 1): 1 "
+                         "compute thread(s), 1 loader worker(s)\n") == 1
     ref, got = _weights(reference), _weights(run)
     assert got["step"] == ref["step"] == 12
     assert _same(ref["model"], got["model"]), "resumed weights differ from the uninterrupted run"

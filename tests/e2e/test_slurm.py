@@ -143,17 +143,21 @@ def sweeps(cluster, tmp_path_factory):
     s.array_args = launch_args(s.array, data, "1-3", "--tasks-per-node", "2", "--max-parallel", "1",
                                "--timeout-min", "10", "--slurm", "comment=rsb-slurm-test", "--imagenet-v2",
                                str(data / "v2"))
-    # One seed with a one-minute limit and the warning 5 s before it; its first allocation trains slowly
-    # (tests/fault_hooks), so the warning finds it mid-run.
-    s.timeout_args = launch_args(s.timeout, data, "7", "--timeout-min", "1", "--signal-before-s", "5")
-    # Two seeds that wait (--begin) until the test lets them start one by one, the second after its data went.
+    # One seed with a two-minute limit and the warning 5 s before it. slurmctld checks limits every 30 s and
+    # warns at the first check within 30 s of the warning time, so 85-115 s into each allocation: the first
+    # allocation trains slowly (tests/fault_hooks: 12 steps of over 10 s), so the warning finds it mid-run, and
+    # the next has at least 85 s to finish, even on a busy machine (a one-minute limit left it 25 s).
+    s.timeout_args = launch_args(s.timeout, data, "7", "--timeout-min", "2", "--signal-before-s", "5")
+    # Two seeds that wait (--begin) until they are let start one by one, the second after its data went.
     s.failing_args = launch_args(s.failing, s.failing_data, "1-2", "--slurm", "begin=now+3600")
     assert cli.main(s.array_args) == 0
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("PYTHONPATH", os.pathsep.join([str(REPO), HOOKS]))
-        mp.setenv("RSB_FAULT_SLOW_STEP_S", "6")
+        mp.setenv("RSB_FAULT_SLOW_STEP_S", "10")
         assert cli.main(s.timeout_args) == 0
     assert cli.main(s.failing_args) == 0
+    # The first failing seed may run now, beside the other tests' jobs, so that its test need not wait for it.
+    cluster.run("scontrol", "update", f"JobId={job_ids(s.failing)[1]}", "StartTime=now")
     s.started = time.time()
     return s
 
@@ -221,7 +225,8 @@ def test_a_preempted_ddp_seed_resumes_mid_epoch_with_the_weights_of_an_uninterru
         "steps lost": max(before) - int(at.group(3)), "stopped at step": int(at.group(3)),
         "signal to checkpoint s": round(saved - signalled, 2),
         "requeue to resumed first step s": round(first_step[0] - requeued[0], 2),
-        # of which: Slurm keeps a requeued job ineligible for about two minutes, then the job starts up
+        # of which: Slurm keeps a requeued job ineligible for cred_expire + 1 s (21 s on the test cluster, about
+        # two minutes by default), then the job starts up
         "requeue to next allocation s": round(restarted[0] - requeued[0], 2),
         "next allocation to resumed first step s": round(first_step[0] - restarted[0], 2)}
 
@@ -273,8 +278,7 @@ def test_a_job_at_its_time_limit_is_warned_checkpoints_and_finishes_on_the_next_
 
 def test_a_seed_whose_data_went_missing_is_reported_failed_and_the_others_finish(cluster, sweeps, capsys):
     ids = job_ids(sweeps.failing)
-    cluster.run("scontrol", "update", f"JobId={ids[1]}", "StartTime=now")
-    wait_finished(sweeps.failing, 1)
+    wait_finished(sweeps.failing, 1)  # seed 1, let start by the fixture
     gone = sweeps.failing_data.with_name("moved_away")
     sweeps.failing_data.rename(gone)
     try:

@@ -36,11 +36,12 @@ def installed(tmp_path_factory):
                     "-w", str(root / "dist")], check=True, capture_output=True, timeout=600)
     wheel = next((root / "dist").glob("rsb-*.whl"))
     venv = root / "venv"
-    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=300)
+    # Without pip of its own (ensurepip takes seconds): this environment's pip installs the wheel there.
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True, timeout=300)
     py = venv / "bin" / "python"
-    # rsb's dependencies (torch, timm, ...) come from this environment's site-packages, added as a plain path:
-    # its .pth files (among them this checkout's editable install) are not processed, so `import rsb` can only
-    # find the wheel.
+    # rsb's dependencies (torch, timm, ... and pip) come from this environment's site-packages, added as a plain
+    # path: its .pth files (among them this checkout's editable install) are not processed, so `import rsb` can
+    # only find the wheel.
     site = Path(subprocess.check_output([py, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
                                         text=True).strip())
     (site / "outer_dependencies.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
@@ -85,7 +86,8 @@ def test_train_validate_export_and_a_sweep_from_outside_the_checkout(installed):
     assert sorted(p.name for p in (work / "exported").iterdir()) == ["config.json", "model.safetensors"]
 
     _run([bindir / "rsb-sweep", "launch", "--recipe", "a2", "--seeds", "1-2", "--out", "sweep", "--cluster",
-          "local", "--data", data, "--imagenet-v2", data / "v2", "--workers", "0", *SMALL], work, env)
+          "local", "--max-parallel", "2", "--data", data, "--imagenet-v2", data / "v2", "--workers", "0", *SMALL],
+         work, env)
     report = _run([bindir / "rsb-sweep", "report", "sweep", "--workers", "0", "--device", "cpu"], work, env).stdout
     assert "2 of 2 seeds finished" in report
     assert (work / "sweep" / "report" / "seeds.csv").is_file() and (work / "sweep" / "report" / "curves.png").is_file()

@@ -225,13 +225,29 @@ def _ddp_worker(rank: int, world: int, init_file: str, out_dir: str, k: int, b: 
         dist.destroy_process_group()
 
 
-def test_ddp_skips_the_all_reduce_on_accumulation_micro_steps(tmp_path):
+DDP_WORLD, DDP_K, DDP_B, DDP_MICRO = 2, 4, 3, 8  # processes, micro-batches per step, their size, micro-batches
+
+
+def _ddp_checks(rank: int, world: int, out_dir: str):
+    """Both DDP checks of this file, one after the other, in the same processes."""
+    _ddp_worker(rank, world, f"{out_dir}/store", out_dir, DDP_K, DDP_B, DDP_MICRO)
+    _ddp_skip_worker(rank, world, f"{out_dir}/skip_store", out_dir)
+
+
+@pytest.fixture(scope="module")
+def ddp_checks(tmp_path_factory):
+    """The results of both DDP checks: starting the processes (each imports torch and timm) takes longer than the
+    checks, so one pair of processes runs both."""
     import torch.multiprocessing as mp
 
-    world, k, b, micro = 2, 4, 3, 8
-    mp.spawn(_ddp_worker, args=(world, str(tmp_path / "store"), str(tmp_path), k, b, micro), nprocs=world,
-             join=True)
-    ranks = [torch.load(tmp_path / f"rank{r}.pt") for r in range(world)]
+    out = tmp_path_factory.mktemp("ddp")
+    mp.spawn(_ddp_checks, args=(DDP_WORLD, str(out)), nprocs=DDP_WORLD, join=True)
+    return out
+
+
+def test_ddp_skips_the_all_reduce_on_accumulation_micro_steps(ddp_checks):
+    world, k, b, micro = DDP_WORLD, DDP_K, DDP_B, DDP_MICRO
+    ranks = [torch.load(ddp_checks / f"rank{r}.pt") for r in range(world)]
     for res in ranks:
         # Without accumulation every micro-batch all-reduces every bucket: this is what the hook counts.
         plain = res[1]["reduces"]
@@ -405,13 +421,10 @@ def _ddp_skip_worker(rank: int, world: int, init_file: str, out_dir: str):
         dist.destroy_process_group()
 
 
-def test_ddp_skip_nonfinite_agrees_across_processes(tmp_path):
+def test_ddp_skip_nonfinite_agrees_across_processes(ddp_checks):
     """One process's NaN makes every process skip that micro-batch (no hang, no drift); a skipped last
     micro-batch drops its step, whose gradients were never all-reduced."""
-    import torch.multiprocessing as mp
-
-    mp.spawn(_ddp_skip_worker, args=(2, str(tmp_path / "store"), str(tmp_path)), nprocs=2, join=True)
-    r0, r1 = (torch.load(tmp_path / f"skip{r}.pt") for r in range(2))
+    r0, r1 = (torch.load(ddp_checks / f"skip{r}.pt") for r in range(2))
     for r in (r0, r1):
         assert r["nonfinite"] == 2 and r["steps"] == 2
         assert r["optimizer_steps"] == [4]  # step 1 (micro-batches 1-2) dropped, step 2 taken
