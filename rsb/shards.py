@@ -1,7 +1,7 @@
 """Write ImageNet as webdataset tar shards: `rsb-shards FOLDER OUT --shard-size 1GB` (or python -m rsb.shards).
 
   rsb-shards /datasets/imagenet /datasets/imagenet-wds               # 1 GB shards of train and validation
-  rsb-shards ~/.cache/rsb/sample-v2 /tmp/sample-wds --shard-size 1MB # the built-in sample, to try the path
+  rsb-shards ~/.cache/rsb/sample-v3 /tmp/sample-wds --shard-size 1MB # the built-in sample, to try the path
 
 FOLDER is any layout rsb reads (rsb.data.layout): class folders, a flat val/ with its ground truth
 (--val-labels), or parquet files. OUT gets shards named as timm's published imagenet-1k-wds

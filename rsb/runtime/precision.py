@@ -34,7 +34,11 @@ def cpu_capability() -> str:
 
 
 def cpu_native_features() -> list[str]:
-    """The CPU features that compute reduced precision natively (x86: AVX512_BF16, AMX tiles, AMX-FP16)."""
+    """The CPU features that compute reduced precision natively (x86: AVX512_BF16, AMX tiles, AMX-FP16), as far as
+    torch uses them: none where torch runs its AVX2 kernels on such a CPU (ATEN_CPU_CAPABILITY=avx2), where bf16
+    autocast measured 6x slower than float32 (benchmarks/RESULTS.md, "The sample command")."""
+    if cpu_capability() != "AVX512":
+        return []
     found = []
     if torch.cpu._is_avx512_bf16_supported():
         found.append("AVX512_BF16")

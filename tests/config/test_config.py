@@ -370,8 +370,9 @@ def test_sample_overlay_follows_the_data_set():
     from rsb.training.run_config import build_config
     cifar = build_config("cifar10_resnet", [], sample=True)
     assert (cifar.sched.max_steps, cifar.sched.milestones, cifar.data.val_holdout) == (200, [100, 150], 200)
-    assert cifar.data.train_size == 32  # not the ImageNet sample's 48
-    assert build_config("a2", [], sample=True).data.train_size == 48
+    assert (cifar.data.test_size, cifar.sched.epochs) == (32, 0)  # steps, not the ImageNet sample's epochs
+    a2 = build_config("a2", [], sample=True)
+    assert (a2.data.test_size, a2.sched.epochs, a2.sched.max_steps) == (40, 3, 0)
 
 
 def test_a_key_an_older_run_lacks_counts_as_its_default_when_resuming():

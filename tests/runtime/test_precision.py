@@ -94,6 +94,20 @@ def test_this_machine_reports_its_capability():
     assert (p.dtype == torch.bfloat16) == native
 
 
+def test_features_torch_does_not_use_do_not_count(monkeypatch):
+    """A CPU with AVX512_BF16 on which torch runs its AVX2 kernels (ATEN_CPU_CAPABILITY=avx2) emulates bf16."""
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: True)
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: True)
+    monkeypatch.setattr(torch.cpu, "_is_amx_fp16_supported", lambda: False)
+    monkeypatch.setattr(precision, "cpu_capability", lambda: "AVX512")
+    assert precision.cpu_native_features() == ["AVX512_BF16", "AMX"]
+    assert precision.choose(True, "bfloat16", CPU).dtype == torch.bfloat16
+    monkeypatch.setattr(precision, "cpu_capability", lambda: "AVX2")
+    assert precision.cpu_native_features() == []
+    p = precision.choose(True, "bfloat16", CPU)
+    assert p.dtype is None and "CPU capability AVX2" in p.reason
+
+
 def test_resolve_and_print_config_carry_the_precision(no_native):
     cfg = build_config("a2", [], sample=False)
     d = resolve(cfg, 1, 1_281_167, precision.for_config(cfg.train, "cpu"))
