@@ -17,7 +17,7 @@ from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD, resolve_data_
 
 from rsb.run import folder as run_folder
 from rsb.run.record import CheckpointRecord
-from rsb.config.schema import ModelConfig
+from rsb.config.schema import DataConfig, ModelConfig
 from rsb.errors import UserError
 from rsb.models.factory import create_model, load_state_dict_checked
 
@@ -59,7 +59,7 @@ class Scorable:
     amp_dtype: str | None = None          # the run's autocast dtype ("bfloat16", "float16") or None
     channels_last: bool = True
     meta: dict = field(default_factory=dict)  # run, recipe, model, epoch, seed for the table
-    dataset: str = "imagenet"             # the run's data.dataset: which sets it is scored on
+    dataset: str = DataConfig.dataset     # the run's data.dataset: which sets it is scored on
     pixel_mean: torch.Tensor | None = None  # CIFAR-10 runs with data.normalize=pixel_mean: the mean image
 
 
@@ -129,7 +129,7 @@ def from_checkpoint(path: Path, ema: bool = False) -> Scorable:
     # "epoch" counts completed epochs (a mid-epoch checkpoint also records its step within the next one).
     meta = {"run": path.parent.name, "recipe": config.get("name"), "model": name, "epoch": record.epoch,
             "seed": train.get("seed"), "epoch_step": record.epoch_step or 0}
-    dataset = str((config.get("data") or {}).get("dataset", "imagenet"))
+    dataset = str((config.get("data") or {}).get("dataset", DataConfig.dataset))
     return Scorable(path, model, num_classes, settings_from_config(config), amp,
                     bool(mcfg.get("channels_last", True)), meta, dataset, record.pixel_mean)
 

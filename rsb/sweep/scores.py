@@ -51,7 +51,8 @@ def data_order_fingerprint(run_dir: Path) -> str | None:
         cfg, der = doc["config"], doc["derived"]
         sampler = RepeatedAugSampler(int(der["train_images"]), int(der["world_size"]), 0,
                                      int(cfg["aug"]["repeated_aug"]), int(cfg["train"]["seed"]),
-                                     batch_size=int(der["batch_per_device"]), accum_steps=int(der["accum_steps"]))
+                                     batch_size=int(der["batch_per_device"]), accum_steps=int(der["accum_steps"]),
+                                     lanes=int(der["sampler_lanes"]) if "sampler_lanes" in der else None)
     except (OSError, KeyError, TypeError, ValueError, yaml.YAMLError):
         return None
     sampler.set_epoch(0)

@@ -46,6 +46,13 @@ def autocast(device: torch.device, dtype: torch.dtype | None):
     return torch.autocast(device_type=device.type, dtype=dtype)
 
 
+def _check_finite(first_bad: torch.Tensor) -> None:
+    """Raise NonFiniteLoss naming the first step (1-based) whose loss was not finite, if any (one sync)."""
+    bad = int(first_bad.item())
+    if bad >= 0:
+        raise NonFiniteLoss(bad)
+
+
 def train_one_epoch(model, batches, prep, loss_fn, optimizer, schedule, *, device, first_step: int,
                     steps: int, accum_steps: int = 1, amp_dtype=None, scaler=None, clip_grad: float | None = None,
                     ema=None, progress=None, world_size: int = 1, skip_nonfinite: bool = False,
@@ -75,12 +82,6 @@ def train_one_epoch(model, batches, prep, loss_fn, optimizer, schedule, *, devic
     first_bad = torch.full((), -1, device=device, dtype=torch.int64)
     micro, seen, step, lr = 0, 0, first_step, schedule.lr_at(first_step)  # micro, seen: this call's
     tally.start_clock()
-
-    def check_finite():
-        bad = int(first_bad.item())
-        if bad >= 0:
-            raise NonFiniteLoss(bad)
-
     for images, labels, bad_images in batches:
         if micro >= steps * accum_steps:
             break
@@ -123,14 +124,14 @@ def train_one_epoch(model, batches, prep, loss_fn, optimizer, schedule, *, devic
         if is_update:
             tally.tick()
             if (step - first_step) % NONFINITE_CHECK_EVERY == 0:
-                check_finite()
+                _check_finite(first_bad)
             if schedule.waiting_for_error and step % ERROR_FEEDBACK_EVERY == 0:
                 accuracy.report_error(schedule, step, world_size)
             if progress is not None:
                 progress.step(step, tally.running_loss, lr, seen)  # the epoch's loss so far, this session's rate
             if after_step(step):
                 break
-    check_finite()
+    _check_finite(first_bad)
     tally.tick()
     totals = tally.sum_over_processes()
     mean_loss = (totals[0] / totals[1].clamp(min=1)).item()

@@ -4,7 +4,6 @@ checkpoint and come back out of one."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 
@@ -20,12 +19,6 @@ from rsb.models.factory import create_model, load_state_dict_checked, prepare_mo
 from rsb.runtime.precision import Precision
 from rsb.training.optim import clips_gradients_itself, create_optimizer, create_schedule
 from rsb.training.plan import Derived
-
-
-def open_training_data(root: Path | None, cfg: Config, log, val_labels: Path | None = None):
-    """(training set, val set) of --data, or of the built-in sample data (which runs at the sample scale), as the
-    run's dataset family opens them (rsb.data.families)."""
-    return family(cfg).open(root, cfg, log, val_labels)
 
 
 def set_determinism(deterministic: bool, device: torch.device) -> None:
@@ -93,7 +86,7 @@ class TrainingParts:
 def build_parts(cfg: Config, derived: Derived, prec: Precision, dist: DistContext, train_idx, val_idx,
                 workers: int) -> TrainingParts:
     """Every part of a run; seeded by train.seed first, so every process starts from the same weights.
-    train_idx, val_idx: what open_training_data gives (the family's training set and its val set)."""
+    train_idx, val_idx: the training set and val set the run's dataset family opened (Family.open)."""
     device = dist.device
     set_determinism(cfg.run.deterministic, device)
     seeds.seed_generators(cfg.train.seed)

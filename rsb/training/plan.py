@@ -120,7 +120,7 @@ def versions() -> dict:
     return {"rsb": rsb.__version__, "torch": str(torch.__version__), "timm": str(timm.__version__)}
 
 
-def run_environment(data, device: str) -> dict:
+def where_it_ran(data, device: str) -> dict:
     """resolved.yaml's `environment`: where a run ran (the config and derived values say what it computes)."""
     return {"data": str(data) if data else "built-in sample data", "device": device, **versions()}
 

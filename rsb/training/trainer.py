@@ -16,11 +16,12 @@ from rsb.run.checkpoint_manager import CheckpointManager, find_resume
 from rsb.run.record import CheckpointRecord
 from rsb.config.schema import Config, to_dict, to_yaml
 from rsb.data import seeds
+from rsb.data.families.registry import family
 from rsb.errors import UserError
 from rsb.training.engine import NonFiniteLoss, evaluate, train_one_epoch
-from rsb.training.parts import build_parts, open_training_data
+from rsb.training.parts import build_parts
 from rsb.training.state import TrainState
-from rsb.training.plan import resolve, resolved_document, run_environment, startup_lines
+from rsb.training.plan import resolve, resolved_document, startup_lines, where_it_ran
 from rsb.run.console import Progress, TerminalCopy
 from rsb.run.metrics import MetricsLog, epoch_row, run_summary
 from rsb.run.trackers import Trackers
@@ -65,7 +66,7 @@ class Trainer:
 
     def setup(self) -> None:
         cfg, d = self.cfg, self.dist
-        train_idx, val_idx = open_training_data(self.launch.data, cfg, self.log, self.launch.val_labels)
+        train_idx, val_idx = family(cfg).open(self.launch.data, cfg, self.log, self.launch.val_labels)
         self.precision = precision.for_config(cfg.train, d.device)
         self.derived = resolve(cfg, d.world_size, len(train_idx), self.precision, train_idx.input_path)
         self.parts = build_parts(cfg, self.derived, self.precision, d, train_idx, val_idx, self.cpu.workers)
@@ -135,7 +136,7 @@ class Trainer:
         if self.main:
             self.out.mkdir(parents=True, exist_ok=True)
             run_folder.remove_stale_temporaries(self.out)  # left by a write that was killed
-            environment = {**run_environment(self.launch.data, self.launch.device), "cpu": self.cpu.as_dict()}
+            environment = {**where_it_ran(self.launch.data, self.launch.device), "cpu": self.cpu.as_dict()}
             doc = resolved_document(self.cfg, self.derived, environment)
             run_folder.write_text(self.out / run_folder.RESOLVED, to_yaml(doc))
         lines = startup_lines(self.cfg, self.derived, self.dist.device.type, self.out)

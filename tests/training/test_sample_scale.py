@@ -14,7 +14,8 @@ from rsb.config.load import load_recipe
 from rsb.config.schema import to_dict
 from rsb.runtime import distributed, precision
 from rsb.training.loss import ThresholdedBCE
-from rsb.training.parts import build_parts, open_training_data
+from rsb.data.families.registry import family
+from rsb.training.parts import build_parts
 from rsb.training.plan import resolve
 from rsb.training.run_config import build_config
 
@@ -44,7 +45,7 @@ def sample_run(tmp_path_factory, monkeypatch_module):
     """The parts of `train.py --recipe a2` without --data: the built-in sample at the sample scale, on the CPU."""
     monkeypatch_module.setenv("RSB_CACHE", str(tmp_path_factory.mktemp("cache")))
     cfg = build_config("a2", [], sample=True)
-    train_idx, val_idx = open_training_data(None, cfg, log=lambda msg: None)
+    train_idx, val_idx = family(cfg).open(None, cfg, lambda msg: None)
     dist = distributed.DistContext(0, 1, 0, torch.device("cpu"))
     prec = precision.for_config(cfg.train, dist.device)
     derived = resolve(cfg, 1, len(train_idx), prec)
