@@ -170,24 +170,15 @@ def test_unknown_key_in_recipe_file(tmp_path):
     assert "optim.lrr" in str(e.value) and "'optim.lr'" in str(e.value)
 
 
-def test_unknown_section_in_recipe_file(tmp_path):
+@pytest.mark.parametrize("text,named", [
+    ("optimizer:\n  lr: 0.1\n", "optimizer"),     # an unknown section
+    ("sched:\n  epochs: ten\n", r"sched\.epochs"),  # a value of the wrong type
+    ("optim: 3\n", "optim"),                      # a section that is not a mapping
+])
+def test_a_bad_recipe_file_is_refused_naming_what_is_wrong(tmp_path, text, named):
     p = tmp_path / "r.yaml"
-    p.write_text("optimizer:\n  lr: 0.1\n")
-    with pytest.raises(UserError, match="optimizer"):
-        load_recipe(str(p))
-
-
-def test_wrong_type_in_recipe_file(tmp_path):
-    p = tmp_path / "r.yaml"
-    p.write_text("sched:\n  epochs: ten\n")
-    with pytest.raises(UserError, match=r"sched\.epochs"):
-        load_recipe(str(p))
-
-
-def test_section_must_be_mapping(tmp_path):
-    p = tmp_path / "r.yaml"
-    p.write_text("optim: 3\n")
-    with pytest.raises(UserError, match="optim"):
+    p.write_text(text)
+    with pytest.raises(UserError, match=named):
         load_recipe(str(p))
 
 

@@ -41,6 +41,14 @@ def _seed(s):
     torch.default_generator.manual_seed(s)
 
 
+def _with_the_same_draws(k, first, second, img, second_img=None):
+    """first(img) and second(second_img, else img), each from the generators seeded with k."""
+    _seed(k)
+    a = first(img)
+    _seed(k)
+    return a, second(img if second_img is None else second_img)
+
+
 def _record_draws(transform, log):
     """Log every crop box, and every RandAugment op that runs with its arguments, of a transform."""
     crop = transform.crop if isinstance(transform, FastTrainTransform) else transform.transforms[0]
@@ -70,10 +78,7 @@ def test_same_seed_same_draws_as_timm(size, ra):
     _record_draws(fast, fast_log)
     for k in range(120):
         img = IMAGES[k % len(IMAGES)]
-        _seed(k)
-        timm_chain(img)
-        _seed(k)
-        fast(img)
+        _with_the_same_draws(k, timm_chain, fast, img)
         assert fast_log == timm_log, f"sample {k}"
     assert sum(entry[0] != "crop" for entry in timm_log) > 80  # RandAugment really ran ops
 
@@ -103,10 +108,7 @@ def test_without_randaugment_images_match_timm():
     flips = 0
     for k in range(40):
         img = IMAGES[k % len(IMAGES)]
-        _seed(k)
-        expected = timm_chain(img)
-        _seed(k)
-        got = fast(img)
+        expected, got = _with_the_same_draws(k, timm_chain, fast, img)
         assert got.shape == expected.shape == (3, 96, 96) and got.dtype == torch.uint8
         diff = (got.int() - expected.int()).abs()
         assert diff.max() <= 2 and (diff > 0).float().mean() < 0.02, f"sample {k}"
@@ -123,10 +125,7 @@ def test_with_randaugment_images_match_timm():
     shares = []
     for k in range(60):
         img = IMAGES[k % len(IMAGES)]
-        _seed(k)
-        expected = timm_chain(img)
-        _seed(k)
-        got = fast(img)
+        expected, got = _with_the_same_draws(k, timm_chain, fast, img)
         shares.append(((got.int() - expected.int()).abs() > 1).float().mean().item())
     assert np.median(shares) < 0.005 and np.mean(shares) < 0.05
 
@@ -134,10 +133,7 @@ def test_with_randaugment_images_match_timm():
 def test_array_input_is_the_same_as_pil_input():
     fast = FastTrainTransform.from_timm(_timm_chain())
     for k, img in enumerate(IMAGES[:4]):
-        _seed(k)
-        a = fast(img)
-        _seed(k)
-        b = fast(np.array(img))
+        a, b = _with_the_same_draws(k, fast, fast, img, np.array(img))
         assert torch.equal(a, b)
 
 

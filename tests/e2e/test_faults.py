@@ -17,6 +17,7 @@ import pytest
 import torch
 import yaml
 
+from tests._processes import gone_within
 from tests._tiny import REPO, tiny_data
 from rsb.run import checkpoint
 from rsb.training.engine import NonFiniteLoss
@@ -69,21 +70,6 @@ def _interrupt_at_step(cmd, step: int, sig: int, env=None, whole_group: bool = F
             break
     out, _ = proc.communicate(timeout=240)
     return proc.returncode, "".join(lines) + (out or "")
-
-
-def _alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"  # a zombie has ended
-    except FileNotFoundError:
-        return False
-
-
-def _gone_within(pid: int, seconds: float) -> bool:
-    deadline = time.monotonic() + seconds  # torch's own watchdog: 5 s, more while the worker is inside a batch
-    while _alive(pid) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    return not _alive(pid)
 
 
 TIMING = ("images_per_sec", "epoch_seconds", "note")  # the columns a resumed epoch may differ in
@@ -144,7 +130,7 @@ def test_interrupted_many_ways_ends_bitwise_equal_to_uninterrupted(data, tmp_pat
     workers = []
     code, log = _interrupt_at_step(cmd, 3, signal.SIGKILL, children=workers)
     assert code == -signal.SIGKILL, log
-    assert len(workers) == 1 and _gone_within(workers[0], 3), "the loader worker outlived its trainer"
+    assert len(workers) == 1 and gone_within(workers[0], 3), "the loader worker outlived its trainer"
     # 2. SIGTERM during the last step of epoch 1: the epoch completes, then a clean exit.
     code, log = _interrupt_at_step(cmd, 6, signal.SIGTERM)
     assert code == 128 + signal.SIGTERM and "resumed from" in log and "checkpoint saved" in log, log

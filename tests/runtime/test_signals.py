@@ -10,6 +10,7 @@ import sys
 import pytest
 import torch
 
+from tests._processes import alive, gone_within
 from rsb.runtime import signals
 from rsb.runtime.distributed import DistContext
 from rsb.runtime.signals import STOP_SIGNALS, StopFlag
@@ -113,28 +114,17 @@ for pid in torch.utils.data.DataLoader(Slow(), batch_size=None, num_workers=1, w
 """
 
 
-def _alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"  # a zombie has ended
-    except FileNotFoundError:
-        return False
-
-
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux's")
 def test_a_loader_worker_dies_with_its_trainer():
     import subprocess
-    import time
     trainer = subprocess.Popen([sys.executable, "-c", TRAINER], stdout=subprocess.PIPE, text=True,
                                env=dict(os.environ, OMP_NUM_THREADS="1"))
     try:
         worker = int(trainer.stdout.readline())
-        assert worker != trainer.pid and _alive(worker)
+        assert worker != trainer.pid and alive(worker)
         trainer.kill()
         trainer.wait(timeout=30)
-        deadline = time.monotonic() + 3  # torch's watchdog alone: 120 s here, in the worker's sleep
-        while _alive(worker) and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert not _alive(worker), "the loader worker outlived its trainer"
+        # within 3 s, where torch's watchdog alone would take 120 s here, in the worker's sleep
+        assert gone_within(worker, 3), "the loader worker outlived its trainer"
     finally:
         trainer.kill()
